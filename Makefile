@@ -1,0 +1,61 @@
+# loralab — make targets users know. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/demo.yaml
+exp ?=
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help setup demo run-local logs-local db-list test test-v lint bench mlflow-ui clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: 2.13.0 is a CPU build on our machines; a looser range pulls CUDA (GBs)
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install loralab with its dev tools
+
+demo: setup ## fine-tune the default model on the English sample, then predict two texts
+	$(BIN)/loralab train $(CONFIG)
+	$(BIN)/loralab predict --run latest "An absolute delight from start to finish, I loved it." \
+		"Broke after two days and support never answered. Avoid."
+	@echo "Open the MLflow UI: make mlflow-ui   (then http://127.0.0.1:5000)"
+
+run-local: setup ## train any recipe: make run-local CONFIG=configs/roberta-base.yaml ARGS='epochs=1'
+	$(BIN)/loralab train $(CONFIG) $(ARGS)
+
+logs-local: ## show the log of the newest run (or RUN=<id>)
+	@f=$$(ls -t results/*/$${RUN:-*}/logs.txt 2>/dev/null | head -1); \
+	if [ -z "$$f" ]; then echo "no runs yet: make demo"; else echo "== $$f"; cat "$$f"; fi
+
+db-list: setup ## experiments and runs with their key metrics
+	$(BIN)/loralab runs list $(if $(exp),--experiment $(exp),)
+
+mlflow-ui: setup ## MLflow UI on the embedded tracking store (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/mlflow.db --port 5000
+
+test: setup ## the test suite (fast + slow; CI runs this)
+	$(BIN)/python -m pytest -q
+
+test-v: setup ## the test suite, verbose
+	$(BIN)/python -m pytest -v
+
+lint: setup ## ruff, mypy and the import-direction contracts
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: setup ## benchmarks on SST-2 (DATA=../shared/data/sst2)
+	$(BIN)/python bench/train_throughput.py --data $${DATA:-../shared/data/sst2}
+
+clean: ## remove results and caches (keeps .venv)
+	rm -rf results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,277 @@
+"""The `loralab` command line: train, inspect runs, predict."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loralab.errors import LoralabError
+from loralab.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Fine-tune text classifiers with LoRA, track runs in MLflow, and predict.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="Inspect training runs (results/<experiment>/<run_id>/).",
+                       no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for our progress and tables: library chatter goes to logs.txt."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run an action; turn domain errors into one clear line and a non-zero exit."""
+    from loralab.training.errors import TrainingFailed
+
+    try:
+        return action()
+    except LoralabError as err:
+        err_console.print(f"[bold red]error:[/bold red] {err}")
+        raise typer.Exit(2) from None
+    except TrainingFailed as err:
+        err_console.print(f"[bold red]training failed:[/bold red] {err}")
+        raise typer.Exit(1) from None
+
+
+def _graceful_stop() -> threading.Event:
+    """First Ctrl-C: finish the step, evaluate, save, keep the run. Second: abort."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err_console.print("[yellow]stopping after this step (Ctrl-C again to abort)[/yellow]")
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def _mlflow_hint(settings: Settings) -> str:
+    from loralab.adapters.tracking import tracking_uri
+
+    uri = tracking_uri(settings)
+    if uri.startswith("sqlite:"):
+        return f"mlflow ui --backend-store-uri {uri} --port {settings.mlflow.ui_port}"
+    return f"open {uri}"
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment recipe (YAML), e.g. configs/minilm-l6.yaml.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value settings that override the recipe, e.g. epochs=1 batch_size=16.")] = None,
+) -> None:
+    """Fine-tune a LoRA classifier from a YAML recipe, with live progress and a summary."""
+    from loralab.training.config import load_config
+
+    settings = load_settings()
+    cfg = _guard(lambda: _load_config(load_config, config, overrides or []))
+    _quiet_libraries()
+    from loralab.experiments import service
+
+    from .progress import RichProgress
+
+    console.print(f"[bold]loralab train[/bold] {config}  base_model={cfg.base_model}  "
+                  f"train_file={cfg.train_file}")
+    stop = _graceful_stop()
+    result = _guard(lambda: service.train(settings, cfg, RichProgress(console, cfg.batch_size), stop))
+    _print_result(settings, result)
+
+
+def _load_config(loader: Callable[..., Any], path: Path, overrides: list[str]) -> Any:
+    from loralab.errors import InvalidInput
+    from loralab.training.config import ConfigError
+
+    try:
+        return loader(path, overrides)
+    except ConfigError as err:
+        raise InvalidInput(str(err)) from None
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix) to continue.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value changes allowed on resume: epochs, max_steps, early_stopping_patience, device, precision, num_threads, eval_batch_size, logging_steps.")] = None,
+) -> None:
+    """Continue a stopped or crashed run from its last complete checkpoint."""
+    from loralab.experiments import service
+
+    from .progress import RichProgress
+
+    _quiet_libraries()
+    settings = load_settings()
+    stop = _graceful_stop()
+    result = _guard(lambda: service.resume(settings, run, overrides or [],
+                                           RichProgress(console, 1), stop))
+    _print_result(settings, result)
+
+
+def _print_result(settings: Settings, result: Any) -> None:
+    report = result.report
+    table = Table(title=f"run {result.run.run_id} — {result.status}", show_lines=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("accuracy", _fmt(report["accuracy"]))
+    table.add_row("macro F1", _fmt(report["macro_f1"]))
+    for name, values in report["per_class"].items():
+        table.add_row(f"  {name}: precision / recall",
+                      f"{values['precision']:.3f} / {values['recall']:.3f}")
+    table.add_row("train throughput", f"{result.samples_per_second:,.1f} samples/s")
+    table.add_row("train time", f"{result.train_seconds:,.1f} s")
+    table.add_row("device", result.device)
+    kept = result.retention
+    table.add_row("checkpoints kept", f"best {kept.best} · last {kept.last} · fastest {kept.fastest}")
+    console.print(table)
+    console.print(f"run folder:  [cyan]{result.run.root}[/cyan]")
+    console.print(f"MLflow run:  {result.tracker_run_id}")
+    console.print(f"MLflow UI:   [green]{_mlflow_hint(settings)}[/green]")
+    console.print(f"predict:     loralab predict --run {result.run.run_id} \"some text\"")
+
+
+@runs_app.command("list")
+def runs_list(
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+) -> None:
+    """Experiments and their runs, newest first, with key metrics."""
+    from loralab.experiments import service
+
+    settings = load_settings()
+    summaries = service.list_run_summaries(settings, experiment)
+    if not summaries:
+        console.print(f"no runs under {settings.storage.results_dir}")
+        return
+    table = Table(title=f"runs in {settings.storage.results_dir}")
+    for column in ("experiment", "run id", "status", "base model", "accuracy", "macro F1", "started"):
+        table.add_column(column, justify="right" if column in {"accuracy", "macro F1"} else "left")
+    for s in summaries:
+        table.add_row(s.experiment, s.run_id, s.status, s.base_model, _fmt(s.accuracy),
+                      _fmt(s.macro_f1), s.started)
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run: Annotated[str, typer.Argument(help="Run id or unique prefix; 'latest' for the newest.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Config, metrics, per-class report, confusion matrix and files of one run."""
+    from loralab.experiments import service
+
+    settings = load_settings()
+    run_id = _resolve_run_id(settings, run)
+    detail = _guard(lambda: service.show_run(settings, run_id))
+    if as_json:
+        summary = detail["summary"]
+        out = {**detail, "summary": {**summary.__dict__, "path": str(summary.path)}}
+        console.print_json(json.dumps(out, default=str))
+        return
+    s = detail["summary"]
+    console.print(f"[bold]{s.experiment}/{s.run_id}[/bold]  status {s.status}  {s.path}")
+    console.print(detail["config"])
+    metrics = detail["metrics"]
+    report = metrics.get("report")
+    if report:
+        table = Table(title="validation report (best checkpoint)")
+        for column in ("label", "precision", "recall", "f1", "support"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for name, v in report["per_class"].items():
+            table.add_row(name, _fmt(v["precision"], 3), _fmt(v["recall"], 3), _fmt(v["f1"], 3),
+                          str(v["support"]))
+        console.print(table)
+        console.print(f"accuracy {_fmt(report['accuracy'])}  macro F1 {_fmt(report['macro_f1'])}")
+        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+        matrix.add_column("")
+        for name in report["labels"]:
+            matrix.add_column(name, justify="right")
+        for name, row in zip(report["labels"], report["confusion_matrix"]):
+            matrix.add_row(name, *[str(x) for x in row])
+        console.print(matrix)
+        console.print(f"checkpoints: {metrics.get('checkpoints')}  train: {metrics.get('train')}")
+    elif detail["state"].get("error"):
+        console.print(f"[red]error:[/red] {detail['state']['error']}")
+    console.print("files: " + ", ".join(detail["files"]))
+
+
+def _resolve_run_id(settings: Settings, run: str) -> str:
+    if run != "latest":
+        return run
+    from loralab.experiments import service
+
+    return _guard(lambda: service.latest_run(settings)).run_id
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
+    run: Annotated[str, typer.Option(help="Run id, unique prefix, or 'latest'.")] = "latest",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Classify texts with a trained run."""
+    from loralab.experiments import service
+
+    _quiet_libraries()
+    settings = load_settings()
+    run_id = _resolve_run_id(settings, run)
+    predictions = _guard(lambda: service.predict(settings, run_id, texts, device))
+    if as_json:
+        for text, p in zip(texts, predictions):
+            sys.stdout.write(json.dumps({"text": text, **p.__dict__}, ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"predictions of run {run_id}")
+    table.add_column("text", overflow="fold")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for text, p in zip(texts, predictions):
+        table.add_row(text, p.label_name, f"{p.probability:.4f}")
+    console.print(table)
+
+
+@app.command()
+def catalog() -> None:
+    """Base models known by name, their language and where they come from."""
+    from loralab.training.catalog import CATALOG
+
+    table = Table(title="base-model catalog (any local BERT-family directory works too)")
+    for column in ("name", "language", "source", "about"):
+        table.add_column(column)
+    for entry in CATALOG.values():
+        source = "PyPI package (offline)" if entry.packaged else f"hub id {entry.hub_id}"
+        table.add_row(entry.name, entry.language, source, entry.description)
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

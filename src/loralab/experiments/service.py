@@ -1,0 +1,135 @@
+"""Experiment services: train, resume, list and show runs, predict with a run.
+
+The CLI calls these today; the API and the worker call the same functions later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from loralab.adapters.tracking import MlflowTracker
+from loralab.errors import InvalidInput, NotFound
+from loralab.settings import Settings
+from loralab.training import (
+    ConfigError,
+    Prediction,
+    TrainConfig,
+    TrainResult,
+    load_predictor,
+    prepare_training,
+    resume_training,
+    run_training,
+)
+from loralab.training.catalog import ModelSourceError
+from loralab.training.data import DataError
+from loralab.training.devices import DeviceError
+from loralab.training.interfaces import ProgressReporter, StopSignal
+from loralab.training.runs import (
+    RunNotFound,
+    RunPaths,
+    find_run,
+    list_runs,
+    read_metrics,
+    read_state,
+)
+
+INPUT_ERRORS = (ConfigError, DataError, DeviceError, ModelSourceError)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    experiment: str
+    run_id: str
+    status: str
+    base_model: str
+    accuracy: float | None
+    macro_f1: float | None
+    started: str
+    path: Path
+
+
+def train(
+    settings: Settings, config: TrainConfig, progress: ProgressReporter | None = None,
+    stop: StopSignal | None = None,
+) -> TrainResult:
+    """Check the config, data and model, then train and track the run in MLflow."""
+    try:
+        prepared = prepare_training(config)
+    except INPUT_ERRORS as err:
+        raise InvalidInput(str(err)) from None
+    tracker = MlflowTracker.from_settings(settings)
+    return run_training(config, settings.storage.results_dir, logger=tracker, progress=progress,
+                        stop=stop, prepared=prepared)
+
+
+def resume(
+    settings: Settings, run_id: str, overrides: list[str], progress: ProgressReporter | None = None,
+    stop: StopSignal | None = None,
+) -> TrainResult:
+    """Continue a run from its last complete checkpoint, in the same MLflow run."""
+    run = get_run(settings, run_id)
+    tracker = MlflowTracker.from_settings(settings)
+    try:
+        return resume_training(run, overrides, logger=tracker, progress=progress, stop=stop)
+    except INPUT_ERRORS as err:
+        raise InvalidInput(str(err)) from None
+
+
+def get_run(settings: Settings, run_id: str) -> RunPaths:
+    try:
+        return find_run(settings.storage.results_dir, run_id)
+    except RunNotFound as err:
+        raise NotFound(str(err)) from None
+
+
+def _started(state: dict[str, Any]) -> str:
+    stamp = state.get("started_at")
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M") if stamp else ""
+
+
+def summarize(run: RunPaths) -> RunSummary:
+    state = read_state(run)
+    return RunSummary(
+        run.experiment, run.run_id, state.get("status", "unknown"), state.get("base_model", ""),
+        state.get("accuracy"), state.get("macro_f1"), _started(state), run.root,
+    )
+
+
+def list_run_summaries(settings: Settings, experiment: str | None = None) -> list[RunSummary]:
+    runs = list_runs(settings.storage.results_dir)
+    return [summarize(r) for r in runs if experiment is None or r.experiment == experiment]
+
+
+def show_run(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Everything known about a run: state, config, metrics, files."""
+    run = get_run(settings, run_id)
+    return {
+        "summary": summarize(run),
+        "state": read_state(run),
+        "config": run.config.read_text(encoding="utf-8"),
+        "metrics": read_metrics(run),
+        "files": sorted(str(p.relative_to(run.root)) for p in run.root.iterdir()),
+    }
+
+
+def predict(
+    settings: Settings, run_id: str, texts: list[str], device: str = "auto"
+) -> list[Prediction]:
+    if not texts or any(not t.strip() for t in texts):
+        raise InvalidInput("give one or more non-empty texts")
+    run = get_run(settings, run_id)
+    try:
+        predictor = load_predictor(run, device=device)
+    except INPUT_ERRORS as err:
+        raise InvalidInput(str(err)) from None
+    return predictor.predict(texts)
+
+
+def latest_run(settings: Settings, experiment: str | None = None) -> RunPaths:
+    for summary in list_run_summaries(settings, experiment):
+        if summary.status in {"succeeded", "stopped"}:
+            return RunPaths(summary.path)
+    raise NotFound("no finished run yet: train one with `loralab train CONFIG`")

@@ -1,0 +1,86 @@
+"""Reloading a trained run and predicting with it."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from loralab.training.catalog import ModelSourceError, resolve_model
+from loralab.training.devices import select_device
+from loralab.training.model import load_adapter, load_base_model
+from loralab.training.runs import RunPaths
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: int
+    label_name: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+class Predictor:
+    """A merged LoRA classifier on one device, ready to classify texts."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, labels: list[str], device: str, max_length: int,
+        info: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.device = device
+        self.max_length = max_length
+        self.info = info
+
+    @torch.inference_mode()
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
+        """Classify texts; returns one :class:`Prediction` per text, in order."""
+        results: list[Prediction] = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            encoded = self.tokenizer(
+                batch, truncation=True, max_length=self.max_length, padding=True,
+                return_tensors="pt",
+            ).to(self.device)
+            logits = self.model(**encoded).logits.float()
+            probs = torch.softmax(logits, dim=-1).cpu()
+            for row in probs:
+                best = int(row.argmax())
+                results.append(Prediction(
+                    best, self.labels[best], float(row[best]),
+                    {name: float(p) for name, p in zip(self.labels, row)},
+                ))
+        return results
+
+    def timed_predict(self, texts: list[str]) -> tuple[list[Prediction], float]:
+        start = time.perf_counter()
+        out = self.predict(texts)
+        return out, (time.perf_counter() - start) * 1000.0
+
+
+def load_predictor(run: RunPaths, device: str = "auto", precision: str = "auto") -> Predictor:
+    """Load a run's base model + adapter (safetensors only) and merge them for fast inference.
+
+    precision "auto" uses bf16 weights where the device computes bf16 natively, else fp32.
+    """
+    info_path = run.model_info
+    if not info_path.is_file() or not run.adapter.is_dir():
+        raise ModelSourceError(f"run {run.run_id} has no saved model (did it finish?)")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    labels = [str(x) for x in info["labels"]]
+    choice = select_device(device, "auto" if precision == "auto" else precision)
+    base = load_base_model(resolve_model(info["base_model"]), labels)
+    model = load_adapter(base, run.adapter).merge_and_unload()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice.precision, torch.float32)
+    model = model.to(device=choice.device, dtype=dtype).eval()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(run.tokenizer), trust_remote_code=False)
+    return Predictor(model, tokenizer, labels, choice.device, int(info["max_length"]),
+                     {**info, "device": choice.description, "run_id": run.run_id})

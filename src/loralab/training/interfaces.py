@@ -1,0 +1,85 @@
+"""Small interfaces through which training reaches the outside world.
+
+Real implementations live with their callers (MLflow in loralab.adapters.tracking, the rich
+progress bar in the CLI); :class:`NullLogger` and :class:`NullProgress` do nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class MetricLogger(Protocol):
+    """Experiment tracking: one run, its params, metrics, tags and files."""
+
+    def start_run(self, experiment: str, run_name: str, existing: str | None) -> str:
+        """Open (or reopen, when ``existing`` is given) a run; return its tracker id."""
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None: ...
+
+    def end_run(self, status: str) -> None:
+        """Close the run; status is FINISHED, FAILED or KILLED."""
+
+
+class ProgressReporter(Protocol):
+    """Live progress of one training run."""
+
+    def start(self, total_steps: int) -> None: ...
+
+    def advance(self, step: int, values: dict[str, float]) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class StopSignal(Protocol):
+    """Asked between steps; ``threading.Event`` satisfies it."""
+
+    def is_set(self) -> bool: ...
+
+
+class NullLogger:
+    def start_run(self, experiment: str, run_name: str, existing: str | None) -> str:
+        return existing or ""
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        pass
+
+    def end_run(self, status: str) -> None:
+        pass
+
+
+class NullProgress:
+    def start(self, total_steps: int) -> None:
+        pass
+
+    def advance(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class NeverStop:
+    def is_set(self) -> bool:
+        return False

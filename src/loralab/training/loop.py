@@ -1,0 +1,523 @@
+"""run_training: the whole of one LoRA fine-tuning run, from config to a reloadable model.
+
+Everything that bad input can break (device, base model, data) is checked in
+:func:`prepare_training` before a run folder or tracker run exists, so a bad config leaves
+nothing behind. Training itself runs on the Hugging Face Trainer with callbacks for progress,
+tracking, the stop signal, atomic checkpoint markers and best/last/fastest retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from loralab import __version__
+from loralab.training import checkpoints as ckpt
+from loralab.training.catalog import ResolvedModel, resolve_model
+from loralab.training.config import ConfigError, TrainConfig, build_config
+from loralab.training.data import (
+    LabelledTexts,
+    build_label_list,
+    encode_labels,
+    fingerprint,
+    read_labelled_texts,
+    stratified_split,
+)
+from loralab.training.devices import DeviceChoice, select_device
+from loralab.training.errors import TrainingFailed
+from loralab.training.interfaces import (
+    MetricLogger,
+    NeverStop,
+    NullLogger,
+    NullProgress,
+    ProgressReporter,
+    StopSignal,
+)
+from loralab.training.metrics import classification_report, plot_confusion_matrix, summary_metrics
+from loralab.training.model import build_lora_model, load_tokenizer, trainable_parameters, write_json
+from loralab.training.runs import RunPaths, create_run, read_state, update_state
+
+log = logging.getLogger("loralab.training")
+
+# Settings that may change when a run resumes; everything else would make the checkpoint lie.
+RESUMABLE_FIELDS = {
+    "epochs", "max_steps", "early_stopping_patience", "device", "precision", "num_threads",
+    "eval_batch_size", "logging_steps",
+}
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, checked and loaded, before anything is written."""
+
+    config: TrainConfig
+    device: DeviceChoice
+    base: ResolvedModel
+    labels: list[str]
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    tokenizer: PreTrainedTokenizerBase
+    model: Any
+    fingerprint: str
+    train_rows: int
+    validation_rows: int
+
+
+@dataclass
+class TrainResult:
+    run: RunPaths
+    status: str  # succeeded | stopped
+    report: dict[str, Any]
+    best_step: int | None
+    retention: ckpt.Retention
+    train_seconds: float
+    samples_per_second: float
+    device: str
+    tracker_run_id: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _tokenize(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], labels: list[int], max_length: int
+) -> list[dict[str, Any]]:
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    keys = list(encoded.keys())
+    return [
+        {**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(texts))
+    ]
+
+
+def _load_data(config: TrainConfig) -> tuple[LabelledTexts, LabelledTexts, list[str], str]:
+    train = read_labelled_texts(config.train_file, config.text_column, config.label_column)
+    label_list = build_label_list(train.labels, config.labels)
+    train_ids = encode_labels(train, label_list)
+    if len(set(train_ids)) < 2:
+        raise ConfigError(f"{config.train_file}: a single class; a classifier needs two or more")
+    if config.validation_file:
+        val = read_labelled_texts(config.validation_file, config.text_column, config.label_column)
+        encode_labels(val, label_list)
+        return train, val, label_list, fingerprint(train, val)
+    train_idx, val_idx = stratified_split(train_ids, config.validation_split, config.seed)
+
+    def pick(idx: list[int], name: str) -> LabelledTexts:
+        return LabelledTexts(
+            [train.texts[i] for i in idx], [train.labels[i] for i in idx], f"{train.source}:{name}"
+        )
+
+    return pick(train_idx, "train"), pick(val_idx, "validation"), label_list, fingerprint(train)
+
+
+def prepare_training(config: TrainConfig) -> Prepared:
+    """Check and load everything; raises ConfigError/DataError/DeviceError/ModelSourceError."""
+    device = select_device(config.device, config.precision)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    base = resolve_model(config.base_model)
+    train, val, labels, data_fp = _load_data(config)
+    tokenizer = load_tokenizer(base)
+    index = {name: i for i, name in enumerate(labels)}
+    train_rows = _tokenize(tokenizer, train.texts, [index[x] for x in train.labels], config.max_length)
+    val_rows = _tokenize(tokenizer, val.texts, [index[x] for x in val.labels], config.max_length)
+    set_seed(config.seed)
+    model = build_lora_model(
+        base, labels, config.lora_r, config.lora_alpha, config.lora_dropout,
+        config.lora_target_modules,
+    )
+    return Prepared(
+        config, device, base, labels, train_rows, val_rows, tokenizer, model, data_fp,
+        len(train_rows), len(val_rows),
+    )
+
+
+class _Trainer(Trainer):
+    """Trainer that fails clearly on a non-finite loss instead of training on garbage."""
+
+    step_loss = float("nan")
+
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, **kwargs: Any) -> Any:
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if model.training:
+            loss = result[0] if return_outputs else result
+            self.step_loss = float(loss.detach().float())
+            if not math.isfinite(self.step_loss):
+                raise TrainingFailed(
+                    f"loss became {self.step_loss} at step {self.state.global_step + 1}: "
+                    "training diverged. Lower learning_rate, or use precision=fp32."
+                )
+        return result
+
+
+class _RunCallback(TrainerCallback):
+    """Bridges Trainer events to progress, tracking, the stop signal and checkpoint retention."""
+
+    def __init__(
+        self, config: TrainConfig, run: RunPaths, logger: MetricLogger,
+        progress: ProgressReporter, stop: StopSignal,
+    ) -> None:
+        self.config = config
+        self.run = run
+        self.logger = logger
+        self.progress = progress
+        self.stop = stop
+        self.stopped = False
+        self.history: list[dict[str, float]] = []
+        self.eval_seconds = 0.0
+        self.started = 0.0
+        self.finished = 0.0
+        self.first_step = 0
+        self.last_loss = float("nan")
+        self.retention = ckpt.Retention(None, None, None, ())
+        self.trainer: _Trainer | None = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.started = time.perf_counter()
+        self.first_step = state.global_step
+        self.progress.start(state.max_steps)
+        self.progress.advance(state.global_step, {})
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        step_loss = self.trainer.step_loss if self.trainer else float("nan")
+        scheduler = kw.get("lr_scheduler")
+        per_step = {"train_loss": step_loss}
+        if scheduler is not None:
+            per_step["learning_rate"] = float(scheduler.get_last_lr()[0])
+        self.logger.log_metrics(per_step, state.global_step)
+        self.progress.advance(state.global_step, {"loss": self.last_loss})
+        if self.stop.is_set() and not self.stopped:
+            self.stopped = True
+            self.progress.note("stop requested: evaluating and saving a last checkpoint")
+            log.info("stop requested at step %d", state.global_step)
+            control.should_training_stop = True
+            control.should_evaluate = True
+            control.should_save = True
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, float] | None = None, **kw: Any) -> None:
+        logs = logs or {}
+        if "loss" in logs:
+            self.last_loss = float(logs["loss"])
+            metrics = {"train_loss_avg": self.last_loss}
+            if "learning_rate" in logs:
+                metrics["learning_rate"] = float(logs["learning_rate"])
+            if "grad_norm" in logs:
+                metrics["grad_norm"] = float(logs["grad_norm"])
+            self.logger.log_metrics(
+                {k: v for k, v in metrics.items() if k != "learning_rate"}, state.global_step
+            )
+            log.info("step %d epoch %.2f %s", state.global_step, state.epoch or 0.0,
+                     " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict[str, float] | None = None, **kw: Any) -> None:
+        metrics = metrics or {}
+        self.eval_seconds += float(metrics.get("eval_runtime", 0.0))
+        values = {
+            k.removeprefix("eval_"): float(v)
+            for k, v in metrics.items()
+            if k in {"eval_loss", "eval_accuracy", "eval_macro_f1"}
+        }
+        entry = {"step": float(state.global_step), "epoch": float(state.epoch or 0.0), **values}
+        self.history.append(entry)
+        self.logger.log_metrics({f"val_{k}": v for k, v in values.items()}, state.global_step)
+        log.info("evaluation at step %d: %s", state.global_step,
+                 " ".join(f"{k}={v:.4f}" for k, v in values.items()))
+        self.progress.note(
+            f"eval step {state.global_step}: "
+            + " ".join(f"{k} {v:.4f}" for k, v in values.items())
+        )
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        metric = next(
+            (h.get(self.config.metric_for_best) for h in reversed(self.history)
+             if int(h["step"]) == state.global_step),
+            None,
+        )
+        if folder.is_dir():
+            ckpt.mark_complete(folder, state.global_step, metric)
+        self.retention = ckpt.apply_retention(
+            Path(args.output_dir), self.config.metric_for_best != "loss", self.config.fastest_tolerance
+        )
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.finished = time.perf_counter()
+        self.progress.finish()
+
+
+def _training_arguments(prepared: Prepared, output_dir: Path, train_rows: int) -> TrainingArguments:
+    config = prepared.config
+    steps_per_epoch = math.ceil(train_rows / config.batch_size)
+    total = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+    strategy = "steps" if config.eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=int(total * config.warmup_ratio),
+        lr_scheduler_type=config.lr_scheduler,
+        max_grad_norm=config.max_grad_norm,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=config.eval_steps,
+        save_steps=config.eval_steps,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        load_best_model_at_end=True,
+        metric_for_best_model=config.metric_for_best,
+        greater_is_better=config.metric_for_best != "loss",
+        save_total_limit=None,  # retention is ours: best, last and fastest
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        seed=config.seed,
+        bf16=prepared.device.precision == "bf16",
+        fp16=prepared.device.precision == "fp16",
+        use_cpu=prepared.device.device == "cpu",
+        dataloader_pin_memory=prepared.device.device == "cuda",
+        auto_find_batch_size=prepared.device.device == "cuda",  # halve the batch on GPU OOM
+        report_to="none",
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+
+
+def _compute_metrics(num_labels: int) -> Any:
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return summary_metrics(labels, np.argmax(logits, axis=-1), num_labels)
+
+    return compute
+
+
+def _attach_log_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    for name in ("loralab", "transformers"):
+        logging.getLogger(name).addHandler(handler)
+    # Our own INFO lines go to the file; transformers keeps its level (warnings and up).
+    if logging.getLogger("loralab").getEffectiveLevel() > logging.INFO:
+        logging.getLogger("loralab").setLevel(logging.INFO)
+    return handler
+
+
+def _detach_log_file(handler: logging.Handler) -> None:
+    for name in ("loralab", "transformers"):
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+
+
+def _tags(prepared: Prepared) -> dict[str, str]:
+    return {
+        "base_model": prepared.config.base_model,
+        "language": prepared.base.language,
+        "device": prepared.device.description,
+        "precision": prepared.device.precision,
+        "dataset_fingerprint": prepared.fingerprint,
+        "loralab_version": __version__,
+        "num_labels": str(len(prepared.labels)),
+    }
+
+
+def _flat_params(config: TrainConfig) -> dict[str, Any]:
+    return {k: ("" if v is None else ",".join(v) if isinstance(v, list) else v)
+            for k, v in config.to_dict().items()}
+
+
+def run_training(
+    config: TrainConfig,
+    results_dir: Path,
+    *,
+    logger: MetricLogger | None = None,
+    progress: ProgressReporter | None = None,
+    stop: StopSignal | None = None,
+    prepared: Prepared | None = None,
+) -> TrainResult:
+    """Train a new run. Bad input raises before any run folder or tracker run is created."""
+    prepared = prepared or prepare_training(config)
+    run = create_run(Path(results_dir), config)
+    return _execute(prepared, run, logger or NullLogger(), progress or NullProgress(),
+                    stop or NeverStop(), resume_from=None)
+
+
+def check_resume_overrides(overrides: list[str]) -> None:
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key not in RESUMABLE_FIELDS:
+            allowed = ", ".join(sorted(RESUMABLE_FIELDS))
+            raise ConfigError(f"{key}: cannot change when resuming (may change: {allowed})")
+
+
+def resume_training(
+    run: RunPaths,
+    overrides: list[str] | None = None,
+    *,
+    logger: MetricLogger | None = None,
+    progress: ProgressReporter | None = None,
+    stop: StopSignal | None = None,
+) -> TrainResult:
+    """Continue a run from its last complete checkpoint, in the same folder and tracker run."""
+    overrides = overrides or []
+    check_resume_overrides(overrides)
+    from loralab.training.config import load_config
+
+    config = load_config(run.config, overrides)
+    ckpt.remove_incomplete(run.checkpoints)
+    last = ckpt.last_complete(run.checkpoints)
+    if last is None:
+        raise ConfigError(f"run {run.run_id} has no complete checkpoint to resume from")
+    prepared = prepare_training(config)
+    if read_state(run).get("dataset_fingerprint") not in (None, prepared.fingerprint):
+        raise ConfigError(f"run {run.run_id}: the training data changed since the run started")
+    return _execute(prepared, run, logger or NullLogger(), progress or NullProgress(),
+                    stop or NeverStop(), resume_from=last)
+
+
+def _execute(
+    prepared: Prepared, run: RunPaths, logger: MetricLogger, progress: ProgressReporter,
+    stop: StopSignal, resume_from: Path | None,
+) -> TrainResult:
+    config = prepared.config
+    handler = _attach_log_file(run.logs)
+    state = read_state(run)
+    tracker_id = logger.start_run(config.experiment, run.run_id, state.get("tracker_run_id"))
+    update_state(run, status="running", tracker_run_id=tracker_id, device=prepared.device.description,
+                 dataset_fingerprint=prepared.fingerprint, base_model=config.base_model,
+                 language=prepared.base.language, labels=prepared.labels,
+                 started_at=state.get("started_at") or time.time())
+    try:
+        if resume_from is None:
+            logger.log_params(_flat_params(config))
+        logger.set_tags({**_tags(prepared), "run_id": run.run_id})
+        trainable, total = trainable_parameters(prepared.model)
+        log.info("run %s: %s on %s; %d train / %d validation rows; %d labels; "
+                 "%d of %d parameters trainable", run.run_id, config.base_model,
+                 prepared.device.description, prepared.train_rows, prepared.validation_rows,
+                 len(prepared.labels), trainable, total)
+        result = _train(prepared, run, logger, progress, stop, resume_from, tracker_id)
+    except BaseException as err:
+        status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
+        log.error("run %s %s: %s", run.run_id, status, err)
+        update_state(run, status=status, error=str(err), finished_at=time.time())
+        logger.log_artifact(run.logs)
+        logger.end_run("KILLED" if status == "stopped" else "FAILED")
+        progress.finish()
+        raise
+    finally:
+        _detach_log_file(handler)
+    return result
+
+
+def _train(
+    prepared: Prepared, run: RunPaths, logger: MetricLogger, progress: ProgressReporter,
+    stop: StopSignal, resume_from: Path | None, tracker_id: str,
+) -> TrainResult:
+    config = prepared.config
+    callback = _RunCallback(config, run, logger, progress, stop)
+    callbacks: list[TrainerCallback] = [callback]
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
+    trainer = _Trainer(
+        model=prepared.model,
+        args=_training_arguments(prepared, run.checkpoints, prepared.train_rows),
+        train_dataset=prepared.train,  # type: ignore[arg-type]
+        eval_dataset=prepared.validation,  # type: ignore[arg-type]
+        data_collator=DataCollatorWithPadding(prepared.tokenizer),
+        processing_class=prepared.tokenizer,
+        compute_metrics=_compute_metrics(len(prepared.labels)),
+        callbacks=callbacks,
+    )
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    callback.trainer = trainer
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    # Final report on the best model (loaded by load_best_model_at_end).
+    output = trainer.predict(prepared.validation)  # type: ignore[arg-type]
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    report = classification_report(output.label_ids, np.argmax(logits, axis=-1), prepared.labels)
+    steps_run = trainer.state.global_step - callback.first_step
+    seconds = max(1e-9, callback.finished - callback.started - callback.eval_seconds)
+    samples_per_second = steps_run * config.batch_size / seconds
+    best_step = callback.retention.best
+    status = "stopped" if callback.stopped else "succeeded"
+
+    _save_model(prepared, run)
+    plot_confusion_matrix(report, str(run.confusion_matrix_png))
+    metrics = {
+        "status": status,
+        "final": {k: report[k] for k in ("accuracy", "macro_f1")},
+        "report": report,
+        "history": callback.history,
+        "train": {
+            "steps": trainer.state.global_step,
+            "epochs": round(float(trainer.state.epoch or 0.0), 3),
+            "train_seconds": round(seconds, 2),
+            "samples_per_second": round(samples_per_second, 1),
+            "train_rows": prepared.train_rows,
+            "validation_rows": prepared.validation_rows,
+        },
+        "checkpoints": {"best": best_step, "last": callback.retention.last,
+                        "fastest": callback.retention.fastest},
+        "device": prepared.device.description,
+    }
+    ckpt.write_json_atomic(run.metrics, metrics)
+    final_step = trainer.state.global_step
+    logger.log_metrics({f"final_{k}": float(report[k]) for k in ("accuracy", "macro_f1")}, final_step)
+    logger.log_metrics({"samples_per_second": samples_per_second}, final_step)
+    for path in (run.config, run.metrics, run.confusion_matrix_png):
+        logger.log_artifact(path)
+    logger.log_artifact(run.adapter, "adapter")
+    logger.log_artifact(run.label_map)
+    update_state(run, status=status, finished_at=time.time(), best_step=best_step,
+                 accuracy=report["accuracy"], macro_f1=report["macro_f1"], error=None)
+    log.info("run %s %s: accuracy %.4f, macro F1 %.4f, %.1f samples/s", run.run_id, status,
+             report["accuracy"], report["macro_f1"], samples_per_second)
+    logger.log_artifact(run.logs)
+    logger.end_run("FINISHED")
+    return TrainResult(run, status, report, best_step, callback.retention, seconds,
+                       samples_per_second, prepared.device.description, tracker_id,
+                       callback.history)
+
+
+def _save_model(prepared: Prepared, run: RunPaths) -> None:
+    """The reloadable model: adapter + head (safetensors), tokenizer, label map, model info."""
+    prepared.model.save_pretrained(str(run.adapter), safe_serialization=True)
+    prepared.tokenizer.save_pretrained(str(run.tokenizer))
+    labels = prepared.labels
+    write_json(run.label_map, {"labels": labels, "id2label": dict(enumerate(labels))})
+    write_json(run.model_info, {
+        "base_model": prepared.config.base_model,
+        "model_type": prepared.base.model_type,
+        "language": prepared.base.language,
+        "max_length": prepared.config.max_length,
+        "labels": labels,
+        "precision": prepared.device.precision,
+        "loralab_version": __version__,
+    })
+
+
+def train_from_mapping(data: dict[str, Any], results_dir: Path, **kwargs: Any) -> TrainResult:
+    """Notebook helper: ``train_from_mapping({"train_file": ...}, Path("results"))``."""
+    return run_training(build_config(data), results_dir, **kwargs)
