@@ -6,6 +6,7 @@ raise :class:`ConfigError`, whose message names the field.
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 class ConfigError(ValueError):
     """A config file or override is missing, malformed or out of range."""
+
+
+# Free-text settings. YAML reads `2024` as an int and `2024-01-05` as a date; these stay text.
+_TEXT_FIELDS = (
+    "experiment",
+    "base_model",
+    "train_file",
+    "validation_file",
+    "text_column",
+    "label_column",
+)
 
 
 class TrainConfig(BaseModel):
@@ -115,6 +127,13 @@ class TrainConfig(BaseModel):
         default=None, ge=1, le=512, description="CPU threads for torch. Empty: torch's default."
     )
 
+    @field_validator(*_TEXT_FIELDS, mode="before")
+    @classmethod
+    def _scalar_to_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float | datetime.date) and not isinstance(value, bool):
+            return str(value)
+        return value
+
     @field_validator("labels", "lora_target_modules", mode="before")
     @classmethod
     def _coerce_list(cls, value: Any) -> Any:
@@ -168,6 +187,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if key in _TEXT_FIELDS and value is not None and not isinstance(value, str):
+        value = raw.strip()  # experiment=007 stays "007", not the int 7
     return key, value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,24 +42,44 @@ def _read_frame(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if kind == "jsonl":
             return _read_jsonl(path)
-        return pd.read_csv(
-            path,
-            sep="\t" if kind == "tsv" else ",",
-            # TSV has no quoting convention: a quote is part of the text (SST-2 has many).
-            quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
-            dtype=str,
-            keep_default_na=False,  # the text "NA" or "null" is text, not a missing value
-            encoding="utf-8-sig",  # tolerate a byte-order mark
-            on_bad_lines="error",
-        )
+        with warnings.catch_warnings():
+            # A first row with more fields than the header (an unquoted comma) must be an
+            # error, not silently shift the columns (pandas' implicit index) or drop a field.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(
+                path,
+                sep="\t" if kind == "tsv" else ",",
+                # TSV has no quoting convention: a quote is part of the text (SST-2 has many).
+                quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
+                dtype=str,
+                keep_default_na=False,  # the text "NA" or "null" is text, not a missing value
+                encoding="utf-8-sig",  # tolerate a byte-order mark
+                on_bad_lines="error",
+                index_col=False,
+            )
     except DataError:
         raise
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 (byte {err.start})") from None
+    except pd.errors.ParserWarning:
+        raise DataError(
+            f"{path}: row 1 has more fields than the header (quote texts that hold the separator)"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8 ({_first_non_utf8_line(path)})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, ValueError, OSError) as err:
         raise DataError(f"{path}: cannot be parsed: {str(err).strip()}") from None
+
+
+def _first_non_utf8_line(path: Path) -> str:
+    # The decoder's own offset is relative to a read buffer, not to the file: find the line.
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return f"line {line}"
+    return "invalid bytes"
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

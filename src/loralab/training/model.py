@@ -33,6 +33,8 @@ def load_base_model(model: ResolvedModel, labels: list[str]) -> PreTrainedModel:
             label2id={name: i for i, name in enumerate(labels)},
             use_safetensors=True,
             trust_remote_code=False,
+            # A base that already has a head for another label count gets a fresh one.
+            ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError) as err:
         raise ModelSourceError(f"cannot load base model {model.name!r}: {err}") from None
