@@ -40,7 +40,10 @@ def build_tiny_bert(directory: Path, nan_weights: bool = False) -> Path:
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(words),
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
         max_position_embeddings=64,
     )
     torch.manual_seed(0)
@@ -58,7 +61,9 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
-def make_rows(n: int, seed: int = 0, labels: tuple[str, str] = ("positive", "negative")) -> list[tuple[str, str]]:
+def make_rows(
+    n: int, seed: int = 0, labels: tuple[str, str] = ("positive", "negative")
+) -> list[tuple[str, str]]:
     """Keyword-separable sentiment rows: a tiny model can learn them in a few dozen steps."""
     rng = random.Random(seed)
     rows = []
@@ -70,7 +75,9 @@ def make_rows(n: int, seed: int = 0, labels: tuple[str, str] = ("positive", "neg
     return rows
 
 
-def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+def write_csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")
+) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from tests.conftest import build_tiny_bert, make_rows, write_csv
 
 from loralab.adapters.tracking import tracking_uri
 from loralab.errors import InvalidInput
@@ -16,7 +17,6 @@ from loralab.settings import Settings, StorageSettings
 from loralab.training import TrainConfig, TrainingFailed
 from loralab.training.checkpoints import MARKER, read_checkpoints
 from loralab.training.runs import RunPaths, read_state
-from tests.conftest import build_tiny_bert, make_rows, write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,9 +57,16 @@ def test_train_track_reload_predict(tmp_path: Path, tiny_bert: Path, sentiment_c
     run = result.run
     assert result.status == "succeeded"
     assert run.root.parent == settings.storage.results_dir / "tiny"
-    for path in (run.config, run.metrics, run.logs, run.label_map, run.model_info,
-                 run.adapter / "adapter_model.safetensors", run.tokenizer / "tokenizer.json",
-                 run.confusion_matrix_png):
+    for path in (
+        run.config,
+        run.metrics,
+        run.logs,
+        run.label_map,
+        run.model_info,
+        run.adapter / "adapter_model.safetensors",
+        run.tokenizer / "tokenizer.json",
+        run.confusion_matrix_png,
+    ):
         assert path.is_file(), path
     assert not list(run.adapter.glob("*.bin"))
     metrics = json.loads(run.metrics.read_text())
@@ -68,8 +75,11 @@ def test_train_track_reload_predict(tmp_path: Path, tiny_bert: Path, sentiment_c
     assert len(metrics["history"]) == 8  # one evaluation per epoch
     assert sum(map(sum, metrics["report"]["confusion_matrix"])) == 32
     kept = {info.step for _, info in read_checkpoints(run.checkpoints)}
-    assert kept == {s for s in (result.retention.best, result.retention.last,
-                                result.retention.fastest) if s is not None}
+    assert kept == {
+        s
+        for s in (result.retention.best, result.retention.last, result.retention.fastest)
+        if s is not None
+    }
     assert "run " + run.run_id in run.logs.read_text()
 
     runs = mlflow_runs(settings)
@@ -87,7 +97,13 @@ def test_train_track_reload_predict(tmp_path: Path, tiny_bert: Path, sentiment_c
     assert steps == sorted(steps) and len(steps) == metrics["train"]["steps"]  # every step
     assert len(client.get_metric_history(mlrun.info.run_id, "learning_rate")) == len(steps)
     artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
-    assert {"config.yaml", "metrics.json", "confusion_matrix.png", "logs.txt", "adapter"} <= artifacts
+    assert {
+        "config.yaml",
+        "metrics.json",
+        "confusion_matrix.png",
+        "logs.txt",
+        "adapter",
+    } <= artifacts
 
     texts = ["the movie was good good very it", "the phone was awful awful quite it"]
     predictions = service.predict(settings, run.run_id, texts)
@@ -188,7 +204,9 @@ def test_non_finite_loss_fails_clearly(tmp_path: Path, sentiment_csv: Path) -> N
     assert state["status"] == "failed" and "diverged" in state["error"]
 
 
-def test_stop_signal_is_a_threading_event(tmp_path: Path, tiny_bert: Path, sentiment_csv: Path) -> None:
+def test_stop_signal_is_a_threading_event(
+    tmp_path: Path, tiny_bert: Path, sentiment_csv: Path
+) -> None:
     event = threading.Event()
     event.set()
     result = service.train(settings_for(tmp_path), config_for(tiny_bert, sentiment_csv), stop=event)

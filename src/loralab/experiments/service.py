@@ -52,7 +52,9 @@ class RunSummary:
 
 
 def train(
-    settings: Settings, config: TrainConfig, progress: ProgressReporter | None = None,
+    settings: Settings,
+    config: TrainConfig,
+    progress: ProgressReporter | None = None,
     stop: StopSignal | None = None,
 ) -> TrainResult:
     """Check the config, data and model, then train and track the run in MLflow."""
@@ -61,12 +63,21 @@ def train(
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None
     tracker = MlflowTracker.from_settings(settings)
-    return run_training(config, settings.storage.results_dir, logger=tracker, progress=progress,
-                        stop=stop, prepared=prepared)
+    return run_training(
+        config,
+        settings.storage.results_dir,
+        logger=tracker,
+        progress=progress,
+        stop=stop,
+        prepared=prepared,
+    )
 
 
 def resume(
-    settings: Settings, run_id: str, overrides: list[str], progress: ProgressReporter | None = None,
+    settings: Settings,
+    run_id: str,
+    overrides: list[str],
+    progress: ProgressReporter | None = None,
     stop: StopSignal | None = None,
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint, in the same MLflow run."""
@@ -93,8 +104,14 @@ def _started(state: dict[str, Any]) -> str:
 def summarize(run: RunPaths) -> RunSummary:
     state = read_state(run)
     return RunSummary(
-        run.experiment, run.run_id, state.get("status", "unknown"), state.get("base_model", ""),
-        state.get("accuracy"), state.get("macro_f1"), _started(state), run.root,
+        run.experiment,
+        run.run_id,
+        state.get("status", "unknown"),
+        state.get("base_model", ""),
+        state.get("accuracy"),
+        state.get("macro_f1"),
+        _started(state),
+        run.root,
     )
 
 

@@ -29,12 +29,25 @@ _EXPORTS = {
     "run_training": "loop",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigError",
+    "Prediction",
+    "Predictor",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingFailed",
+    "build_config",
+    "load_config",
+    "load_predictor",
+    "prepare_training",
+    "resume_training",
+    "run_training",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from loralab.training.config import ConfigError, TrainConfig, build_config, load_config
-    from loralab.training.inference import Prediction, Predictor, load_predictor
     from loralab.training.errors import TrainingFailed
+    from loralab.training.inference import Prediction, Predictor, load_predictor
     from loralab.training.loop import (
         TrainResult,
         prepare_training,

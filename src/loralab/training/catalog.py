@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("loralab.training")
 
 
 class ModelSourceError(ValueError):
@@ -129,7 +132,9 @@ def resolve_model(name: str) -> ResolvedModel:
     if entry is None and path.is_dir():
         model_type = _model_type(path)
         language = "Chinese" if "chinese" in path.name.lower() else "English"
-        return ResolvedModel(name, str(path.resolve()), language, model_type, _family(model_type, name))
+        return ResolvedModel(
+            name, str(path.resolve()), language, model_type, _family(model_type, name)
+        )
     hub_id = entry.hub_id if entry else name
     if entry is None and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise ModelSourceError(
@@ -149,8 +154,8 @@ def _hub_snapshot(hub_id: str) -> Path:
     patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "merges.txt", "vocab.*"]
     try:
         return Path(snapshot_download(hub_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached: try the hub below
-        pass
+    except Exception as err:  # noqa: BLE001 - not cached: try the hub below
+        log.info("%s is not in the local cache (%s); trying the hub", hub_id, type(err).__name__)
     try:
         return Path(snapshot_download(hub_id, allow_patterns=patterns))
     except Exception as err:  # noqa: BLE001 - any hub failure means the same to the user

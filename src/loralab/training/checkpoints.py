@@ -47,19 +47,14 @@ def decide_retention(
         return Retention(None, None, None, ())
     ordered = sorted(checkpoints, key=lambda c: c.step)
     last = ordered[-1].step
-    scored = [c for c in ordered if c.metric is not None and c.metric == c.metric]  # drop NaN
+    # Only evaluated checkpoints compete; NaN never wins.
+    scored = [(c.step, c.metric) for c in ordered if c.metric is not None and c.metric == c.metric]
     best = fastest = None
     if scored:
         sign = 1.0 if higher_is_better else -1.0
-        best_ckpt = max(scored, key=lambda c: (sign * c.metric, -c.step))  # type: ignore[operator]
-        best = best_ckpt.step
-        best_metric = best_ckpt.metric
-        assert best_metric is not None
+        best, best_metric = max(scored, key=lambda item: (sign * item[1], -item[0]))
         fastest = next(
-            c.step
-            for c in scored
-            if (c.metric >= best_metric - tolerance if higher_is_better  # type: ignore[operator]
-                else c.metric <= best_metric + tolerance)  # type: ignore[operator]
+            step for step, metric in scored if sign * (best_metric - metric) <= tolerance
         )
     keep = {best, last, fastest} | {c.step for c in ordered if c.protected}
     delete = tuple(c.step for c in ordered if c.step not in keep)
@@ -87,7 +82,7 @@ def mark_complete(checkpoint: Path, step: int, metric: float | None) -> None:
 
 def read_checkpoints(folder: Path) -> list[tuple[Path, CheckpointInfo]]:
     """Complete checkpoints in ``folder`` (those with a marker), oldest first."""
-    found = []
+    found: list[tuple[Path, CheckpointInfo]] = []
     if not folder.is_dir():
         return found
     for child in folder.iterdir():

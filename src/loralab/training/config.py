@@ -140,6 +140,8 @@ class TrainConfig(BaseModel):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list | tuple):
+            if any(isinstance(v, bool) for v in value):
+                raise ValueError("YAML reads yes/no/true/false as booleans: quote them ('yes')")
             return tuple(str(v) for v in value)
         return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ def read_labelled_texts(path: str | Path, text_column: str, label_column: str) -
     texts: list[str] = []
     labels: list[str] = []
     problems: list[str] = []
-    for row, (text, label) in enumerate(zip(frame[text_column], frame[label_column]), start=1):
+    pairs = zip(frame[text_column], frame[label_column], strict=True)
+    for row, (text, label) in enumerate(pairs, start=1):
         text_str = _cell_to_text(text)
         label_str = _cell_to_text(label)
         if text_str is None or not text_str.strip():
@@ -174,25 +176,31 @@ def encode_labels(data: LabelledTexts, label_list: list[str]) -> list[int]:
     return ids
 
 
-def stratified_split(
-    labels: list[int], share: float, seed: int
-) -> tuple[list[int], list[int]]:
-    """Seeded, stratified train/validation indices. Every class needs two or more rows."""
-    from sklearn.model_selection import train_test_split
+def stratified_split(labels: list[int], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded, stratified train/validation indices.
 
-    counts = pd.Series(labels).value_counts()
-    if (counts < 2).any():
-        rare = ", ".join(str(i) for i in counts[counts < 2].index)
+    Each label gives ``share`` of its rows (rounded, at least one) to validation and keeps at
+    least one for training, so rare labels are never missing from either side. Every label
+    needs two or more rows.
+    """
+    by_label: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_label.setdefault(label, []).append(index)
+    rare = sorted(label for label, rows in by_label.items() if len(rows) < 2)
+    if rare:
         raise DataError(
-            f"label id(s) {rare} have a single row: a stratified validation split needs at "
-            "least two per label (add rows or give a validation_file)"
+            f"label id(s) {', '.join(map(str, rare))} have a single row: a stratified validation "
+            "split needs at least two per label (add rows or give a validation_file)"
         )
-    n_val = max(len(counts), round(len(labels) * share))
-    if n_val >= len(labels) - len(counts) + 1:
-        raise DataError(f"{len(labels)} rows are too few to hold out a validation split")
-    train_idx, val_idx = train_test_split(
-        list(range(len(labels))), test_size=n_val, stratify=labels, random_state=seed
-    )
+    rng = random.Random(seed)
+    train_idx: list[int] = []
+    val_idx: list[int] = []
+    for label in sorted(by_label):
+        rows = by_label[label][:]
+        rng.shuffle(rows)
+        n_val = min(len(rows) - 1, max(1, round(len(rows) * share)))
+        val_idx.extend(rows[:n_val])
+        train_idx.extend(rows[n_val:])
     return sorted(train_idx), sorted(val_idx)
 
 
@@ -200,7 +208,7 @@ def fingerprint(*datasets: LabelledTexts) -> str:
     """A short content hash of the texts and labels (order-sensitive), for tags and lineage."""
     digest = hashlib.sha256()
     for data in datasets:
-        for text, label in zip(data.texts, data.labels):
+        for text, label in zip(data.texts, data.labels, strict=True):
             digest.update(text.encode("utf-8"))
             digest.update(b"\t")
             digest.update(label.encode("utf-8"))

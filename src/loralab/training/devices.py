@@ -60,7 +60,9 @@ def select_device(requested: str = "auto", precision: str = "auto") -> DeviceCho
     if requested == "auto":
         device = "cuda" if cuda_ok else "mps" if mps_available() else "cpu"
     elif requested == "cuda" and not cuda_ok:
-        raise DeviceError("device=cuda, but CUDA is not available on this machine (use cpu or auto)")
+        raise DeviceError(
+            "device=cuda, but CUDA is not available on this machine (use cpu or auto)"
+        )
     elif requested == "mps" and not mps_available():
         raise DeviceError("device=mps, but Apple MPS is not available on this machine")
     elif requested in {"cpu", "cuda", "mps"}:

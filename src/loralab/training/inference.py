@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +27,12 @@ class Predictor:
     """A merged LoRA classifier on one device, ready to classify texts."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, labels: list[str], device: str, max_length: int,
+        self,
+        model: Any,
+        tokenizer: Any,
+        labels: list[str],
+        device: str,
+        max_length: int,
         info: dict[str, Any],
     ) -> None:
         self.model = model
@@ -45,17 +49,24 @@ class Predictor:
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
             encoded = self.tokenizer(
-                batch, truncation=True, max_length=self.max_length, padding=True,
+                batch,
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
                 return_tensors="pt",
             ).to(self.device)
             logits = self.model(**encoded).logits.float()
             probs = torch.softmax(logits, dim=-1).cpu()
             for row in probs:
                 best = int(row.argmax())
-                results.append(Prediction(
-                    best, self.labels[best], float(row[best]),
-                    {name: float(p) for name, p in zip(self.labels, row)},
-                ))
+                results.append(
+                    Prediction(
+                        best,
+                        self.labels[best],
+                        float(row[best]),
+                        {name: float(p) for name, p in zip(self.labels, row, strict=True)},
+                    )
+                )
         return results
 
     def timed_predict(self, texts: list[str]) -> tuple[list[Prediction], float]:
@@ -82,5 +93,11 @@ def load_predictor(run: RunPaths, device: str = "auto", precision: str = "auto")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(run.tokenizer), trust_remote_code=False)
-    return Predictor(model, tokenizer, labels, choice.device, int(info["max_length"]),
-                     {**info, "device": choice.description, "run_id": run.run_id})
+    return Predictor(
+        model,
+        tokenizer,
+        labels,
+        choice.device,
+        int(info["max_length"]),
+        {**info, "device": choice.description, "run_id": run.run_id},
+    )

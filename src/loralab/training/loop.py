@@ -53,15 +53,26 @@ from loralab.training.interfaces import (
     StopSignal,
 )
 from loralab.training.metrics import classification_report, plot_confusion_matrix, summary_metrics
-from loralab.training.model import build_lora_model, load_tokenizer, trainable_parameters, write_json
+from loralab.training.model import (
+    build_lora_model,
+    load_tokenizer,
+    trainable_parameters,
+    write_json,
+)
 from loralab.training.runs import RunPaths, create_run, read_state, update_state
 
 log = logging.getLogger("loralab.training")
 
 # Settings that may change when a run resumes; everything else would make the checkpoint lie.
 RESUMABLE_FIELDS = {
-    "epochs", "max_steps", "early_stopping_patience", "device", "precision", "num_threads",
-    "eval_batch_size", "logging_steps",
+    "epochs",
+    "max_steps",
+    "early_stopping_patience",
+    "device",
+    "precision",
+    "num_threads",
+    "eval_batch_size",
+    "logging_steps",
 }
 
 
@@ -101,9 +112,7 @@ def _tokenize(
 ) -> list[dict[str, Any]]:
     encoded = tokenizer(texts, truncation=True, max_length=max_length)
     keys = list(encoded.keys())
-    return [
-        {**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(texts))
-    ]
+    return [{**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(texts))]
 
 
 def _load_data(config: TrainConfig) -> tuple[LabelledTexts, LabelledTexts, list[str], str]:
@@ -135,16 +144,31 @@ def prepare_training(config: TrainConfig) -> Prepared:
     train, val, labels, data_fp = _load_data(config)
     tokenizer = load_tokenizer(base)
     index = {name: i for i, name in enumerate(labels)}
-    train_rows = _tokenize(tokenizer, train.texts, [index[x] for x in train.labels], config.max_length)
+    train_rows = _tokenize(
+        tokenizer, train.texts, [index[x] for x in train.labels], config.max_length
+    )
     val_rows = _tokenize(tokenizer, val.texts, [index[x] for x in val.labels], config.max_length)
     set_seed(config.seed)
     model = build_lora_model(
-        base, labels, config.lora_r, config.lora_alpha, config.lora_dropout,
+        base,
+        labels,
+        config.lora_r,
+        config.lora_alpha,
+        config.lora_dropout,
         config.lora_target_modules,
     )
     return Prepared(
-        config, device, base, labels, train_rows, val_rows, tokenizer, model, data_fp,
-        len(train_rows), len(val_rows),
+        config,
+        device,
+        base,
+        labels,
+        train_rows,
+        val_rows,
+        tokenizer,
+        model,
+        data_fp,
+        len(train_rows),
+        len(val_rows),
     )
 
 
@@ -153,8 +177,10 @@ class _Trainer(Trainer):
 
     step_loss = float("nan")
 
-    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, **kwargs: Any) -> Any:
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+    def compute_loss(  # type: ignore[override]
+        self, model: Any, inputs: Any, return_outputs: bool = False, **kwargs: Any
+    ) -> Any:
+        result: Any = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
         if model.training:
             loss = result[0] if return_outputs else result
             self.step_loss = float(loss.detach().float())
@@ -170,8 +196,12 @@ class _RunCallback(TrainerCallback):
     """Bridges Trainer events to progress, tracking, the stop signal and checkpoint retention."""
 
     def __init__(
-        self, config: TrainConfig, run: RunPaths, logger: MetricLogger,
-        progress: ProgressReporter, stop: StopSignal,
+        self,
+        config: TrainConfig,
+        run: RunPaths,
+        logger: MetricLogger,
+        progress: ProgressReporter,
+        stop: StopSignal,
     ) -> None:
         self.config = config
         self.run = run
@@ -188,13 +218,17 @@ class _RunCallback(TrainerCallback):
         self.retention = ckpt.Retention(None, None, None, ())
         self.trainer: _Trainer | None = None
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
         self.started = time.perf_counter()
         self.first_step = state.global_step
         self.progress.start(state.max_steps)
         self.progress.advance(state.global_step, {})
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
         step_loss = self.trainer.step_loss if self.trainer else float("nan")
         scheduler = kw.get("lr_scheduler")
         per_step = {"train_loss": step_loss}
@@ -210,7 +244,14 @@ class _RunCallback(TrainerCallback):
             control.should_evaluate = True
             control.should_save = True
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, float] | None = None, **kw: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
         logs = logs or {}
         if "loss" in logs:
             self.last_loss = float(logs["loss"])
@@ -222,10 +263,21 @@ class _RunCallback(TrainerCallback):
             self.logger.log_metrics(
                 {k: v for k, v in metrics.items() if k != "learning_rate"}, state.global_step
             )
-            log.info("step %d epoch %.2f %s", state.global_step, state.epoch or 0.0,
-                     " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            log.info(
+                "step %d epoch %.2f %s",
+                state.global_step,
+                state.epoch or 0.0,
+                " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+            )
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict[str, float] | None = None, **kw: Any) -> None:
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
         metrics = metrics or {}
         self.eval_seconds += float(metrics.get("eval_runtime", 0.0))
         values = {
@@ -236,27 +288,39 @@ class _RunCallback(TrainerCallback):
         entry = {"step": float(state.global_step), "epoch": float(state.epoch or 0.0), **values}
         self.history.append(entry)
         self.logger.log_metrics({f"val_{k}": v for k, v in values.items()}, state.global_step)
-        log.info("evaluation at step %d: %s", state.global_step,
-                 " ".join(f"{k}={v:.4f}" for k, v in values.items()))
+        log.info(
+            "evaluation at step %d: %s",
+            state.global_step,
+            " ".join(f"{k}={v:.4f}" for k, v in values.items()),
+        )
         self.progress.note(
-            f"eval step {state.global_step}: "
-            + " ".join(f"{k} {v:.4f}" for k, v in values.items())
+            f"eval step {state.global_step}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items())
         )
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        output_dir = Path(str(args.output_dir))
+        folder = output_dir / f"checkpoint-{state.global_step}"
         metric = next(
-            (h.get(self.config.metric_for_best) for h in reversed(self.history)
-             if int(h["step"]) == state.global_step),
+            (
+                h.get(self.config.metric_for_best)
+                for h in reversed(self.history)
+                if int(h["step"]) == state.global_step
+            ),
             None,
         )
         if folder.is_dir():
             ckpt.mark_complete(folder, state.global_step, metric)
         self.retention = ckpt.apply_retention(
-            Path(args.output_dir), self.config.metric_for_best != "loss", self.config.fastest_tolerance
+            output_dir,
+            self.config.metric_for_best != "loss",
+            self.config.fastest_tolerance,
         )
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
         self.finished = time.perf_counter()
         self.progress.finish()
 
@@ -280,7 +344,7 @@ def _training_arguments(prepared: Prepared, output_dir: Path, train_rows: int) -
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=config.eval_steps,
-        save_steps=config.eval_steps,
+        save_steps=config.eval_steps or 500,  # used only with the "steps" strategy
         logging_strategy="steps",
         logging_steps=config.logging_steps,
         load_best_model_at_end=True,
@@ -341,8 +405,10 @@ def _tags(prepared: Prepared) -> dict[str, str]:
 
 
 def _flat_params(config: TrainConfig) -> dict[str, Any]:
-    return {k: ("" if v is None else ",".join(v) if isinstance(v, list) else v)
-            for k, v in config.to_dict().items()}
+    return {
+        k: ("" if v is None else ",".join(v) if isinstance(v, list) else v)
+        for k, v in config.to_dict().items()
+    }
 
 
 def run_training(
@@ -357,8 +423,14 @@ def run_training(
     """Train a new run. Bad input raises before any run folder or tracker run is created."""
     prepared = prepared or prepare_training(config)
     run = create_run(Path(results_dir), config)
-    return _execute(prepared, run, logger or NullLogger(), progress or NullProgress(),
-                    stop or NeverStop(), resume_from=None)
+    return _execute(
+        prepared,
+        run,
+        logger or NullLogger(),
+        progress or NullProgress(),
+        stop or NeverStop(),
+        resume_from=None,
+    )
 
 
 def check_resume_overrides(overrides: list[str]) -> None:
@@ -390,31 +462,56 @@ def resume_training(
     prepared = prepare_training(config)
     if read_state(run).get("dataset_fingerprint") not in (None, prepared.fingerprint):
         raise ConfigError(f"run {run.run_id}: the training data changed since the run started")
-    return _execute(prepared, run, logger or NullLogger(), progress or NullProgress(),
-                    stop or NeverStop(), resume_from=last)
+    return _execute(
+        prepared,
+        run,
+        logger or NullLogger(),
+        progress or NullProgress(),
+        stop or NeverStop(),
+        resume_from=last,
+    )
 
 
 def _execute(
-    prepared: Prepared, run: RunPaths, logger: MetricLogger, progress: ProgressReporter,
-    stop: StopSignal, resume_from: Path | None,
+    prepared: Prepared,
+    run: RunPaths,
+    logger: MetricLogger,
+    progress: ProgressReporter,
+    stop: StopSignal,
+    resume_from: Path | None,
 ) -> TrainResult:
     config = prepared.config
     handler = _attach_log_file(run.logs)
     state = read_state(run)
     tracker_id = logger.start_run(config.experiment, run.run_id, state.get("tracker_run_id"))
-    update_state(run, status="running", tracker_run_id=tracker_id, device=prepared.device.description,
-                 dataset_fingerprint=prepared.fingerprint, base_model=config.base_model,
-                 language=prepared.base.language, labels=prepared.labels,
-                 started_at=state.get("started_at") or time.time())
+    update_state(
+        run,
+        status="running",
+        tracker_run_id=tracker_id,
+        device=prepared.device.description,
+        dataset_fingerprint=prepared.fingerprint,
+        base_model=config.base_model,
+        language=prepared.base.language,
+        labels=prepared.labels,
+        started_at=state.get("started_at") or time.time(),
+    )
     try:
         if resume_from is None:
             logger.log_params(_flat_params(config))
         logger.set_tags({**_tags(prepared), "run_id": run.run_id})
         trainable, total = trainable_parameters(prepared.model)
-        log.info("run %s: %s on %s; %d train / %d validation rows; %d labels; "
-                 "%d of %d parameters trainable", run.run_id, config.base_model,
-                 prepared.device.description, prepared.train_rows, prepared.validation_rows,
-                 len(prepared.labels), trainable, total)
+        log.info(
+            "run %s: %s on %s; %d train / %d validation rows; %d labels; "
+            "%d of %d parameters trainable",
+            run.run_id,
+            config.base_model,
+            prepared.device.description,
+            prepared.train_rows,
+            prepared.validation_rows,
+            len(prepared.labels),
+            trainable,
+            total,
+        )
         result = _train(prepared, run, logger, progress, stop, resume_from, tracker_id)
     except BaseException as err:
         status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -430,8 +527,13 @@ def _execute(
 
 
 def _train(
-    prepared: Prepared, run: RunPaths, logger: MetricLogger, progress: ProgressReporter,
-    stop: StopSignal, resume_from: Path | None, tracker_id: str,
+    prepared: Prepared,
+    run: RunPaths,
+    logger: MetricLogger,
+    progress: ProgressReporter,
+    stop: StopSignal,
+    resume_from: Path | None,
+    tracker_id: str,
 ) -> TrainResult:
     config = prepared.config
     callback = _RunCallback(config, run, logger, progress, stop)
@@ -441,8 +543,8 @@ def _train(
     trainer = _Trainer(
         model=prepared.model,
         args=_training_arguments(prepared, run.checkpoints, prepared.train_rows),
-        train_dataset=prepared.train,  # type: ignore[arg-type]
-        eval_dataset=prepared.validation,  # type: ignore[arg-type]
+        train_dataset=prepared.train,
+        eval_dataset=prepared.validation,
         data_collator=DataCollatorWithPadding(prepared.tokenizer),
         processing_class=prepared.tokenizer,
         compute_metrics=_compute_metrics(len(prepared.labels)),
@@ -456,7 +558,8 @@ def _train(
     # Final report on the best model (loaded by load_best_model_at_end).
     output = trainer.predict(prepared.validation)  # type: ignore[arg-type]
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    report = classification_report(output.label_ids, np.argmax(logits, axis=-1), prepared.labels)
+    truth = np.asarray(output.label_ids)
+    report = classification_report(truth, np.argmax(logits, axis=-1), prepared.labels)
     steps_run = trainer.state.global_step - callback.first_step
     seconds = max(1e-9, callback.finished - callback.started - callback.eval_seconds)
     samples_per_second = steps_run * config.batch_size / seconds
@@ -478,27 +581,54 @@ def _train(
             "train_rows": prepared.train_rows,
             "validation_rows": prepared.validation_rows,
         },
-        "checkpoints": {"best": best_step, "last": callback.retention.last,
-                        "fastest": callback.retention.fastest},
+        "checkpoints": {
+            "best": best_step,
+            "last": callback.retention.last,
+            "fastest": callback.retention.fastest,
+        },
         "device": prepared.device.description,
     }
     ckpt.write_json_atomic(run.metrics, metrics)
     final_step = trainer.state.global_step
-    logger.log_metrics({f"final_{k}": float(report[k]) for k in ("accuracy", "macro_f1")}, final_step)
+    logger.log_metrics(
+        {f"final_{k}": float(report[k]) for k in ("accuracy", "macro_f1")}, final_step
+    )
     logger.log_metrics({"samples_per_second": samples_per_second}, final_step)
     for path in (run.config, run.metrics, run.confusion_matrix_png):
         logger.log_artifact(path)
     logger.log_artifact(run.adapter, "adapter")
     logger.log_artifact(run.label_map)
-    update_state(run, status=status, finished_at=time.time(), best_step=best_step,
-                 accuracy=report["accuracy"], macro_f1=report["macro_f1"], error=None)
-    log.info("run %s %s: accuracy %.4f, macro F1 %.4f, %.1f samples/s", run.run_id, status,
-             report["accuracy"], report["macro_f1"], samples_per_second)
+    update_state(
+        run,
+        status=status,
+        finished_at=time.time(),
+        best_step=best_step,
+        accuracy=report["accuracy"],
+        macro_f1=report["macro_f1"],
+        error=None,
+    )
+    log.info(
+        "run %s %s: accuracy %.4f, macro F1 %.4f, %.1f samples/s",
+        run.run_id,
+        status,
+        report["accuracy"],
+        report["macro_f1"],
+        samples_per_second,
+    )
     logger.log_artifact(run.logs)
     logger.end_run("FINISHED")
-    return TrainResult(run, status, report, best_step, callback.retention, seconds,
-                       samples_per_second, prepared.device.description, tracker_id,
-                       callback.history)
+    return TrainResult(
+        run,
+        status,
+        report,
+        best_step,
+        callback.retention,
+        seconds,
+        samples_per_second,
+        prepared.device.description,
+        tracker_id,
+        callback.history,
+    )
 
 
 def _save_model(prepared: Prepared, run: RunPaths) -> None:
@@ -507,15 +637,18 @@ def _save_model(prepared: Prepared, run: RunPaths) -> None:
     prepared.tokenizer.save_pretrained(str(run.tokenizer))
     labels = prepared.labels
     write_json(run.label_map, {"labels": labels, "id2label": dict(enumerate(labels))})
-    write_json(run.model_info, {
-        "base_model": prepared.config.base_model,
-        "model_type": prepared.base.model_type,
-        "language": prepared.base.language,
-        "max_length": prepared.config.max_length,
-        "labels": labels,
-        "precision": prepared.device.precision,
-        "loralab_version": __version__,
-    })
+    write_json(
+        run.model_info,
+        {
+            "base_model": prepared.config.base_model,
+            "model_type": prepared.base.model_type,
+            "language": prepared.base.language,
+            "max_length": prepared.config.max_length,
+            "labels": labels,
+            "precision": prepared.device.precision,
+            "loralab_version": __version__,
+        },
+    )
 
 
 def train_from_mapping(data: dict[str, Any], results_dir: Path, **kwargs: Any) -> TrainResult:

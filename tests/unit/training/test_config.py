@@ -264,3 +264,9 @@ def test_to_dict_is_yaml_safe() -> None:
     data = build_config({}, ["labels=a,b"]).to_dict()
     assert data["labels"] == ["a", "b"]
     yaml.safe_dump(data)  # raises on tuples or other non-plain types
+
+
+def test_boolean_looking_labels_must_be_quoted() -> None:
+    with pytest.raises(ConfigError, match="labels: .*quote them"):
+        build_config({"labels": [True, False]})
+    assert build_config({"labels": ["yes", "no"]}).labels == ("yes", "no")

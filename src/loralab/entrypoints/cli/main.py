@@ -22,8 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-runs_app = typer.Typer(help="Inspect training runs (results/<experiment>/<run_id>/).",
-                       no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Inspect training runs (results/<experiment>/<run_id>/).", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 
 console = Console()
@@ -76,7 +77,9 @@ def _graceful_stop() -> threading.Event:
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else "-" if value is None else str(value)
+    return (
+        f"{value:.{digits}f}" if isinstance(value, float) else "-" if value is None else str(value)
+    )
 
 
 def _mlflow_hint(settings: Settings) -> str:
@@ -90,8 +93,15 @@ def _mlflow_hint(settings: Settings) -> str:
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="Experiment recipe (YAML), e.g. configs/minilm-l6.yaml.")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value settings that override the recipe, e.g. epochs=1 batch_size=16.")] = None,
+    config: Annotated[
+        Path, typer.Argument(help="Experiment recipe (YAML), e.g. configs/minilm-l6.yaml.")
+    ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="key=value settings that override the recipe, e.g. epochs=1 batch_size=16."
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune a LoRA classifier from a YAML recipe, with live progress and a summary."""
     from loralab.training.config import load_config
@@ -103,10 +113,14 @@ def train(
 
     from .progress import RichProgress
 
-    console.print(f"[bold]loralab train[/bold] {config}  base_model={cfg.base_model}  "
-                  f"train_file={cfg.train_file}")
+    console.print(
+        f"[bold]loralab train[/bold] {config}  base_model={cfg.base_model}  "
+        f"train_file={cfg.train_file}"
+    )
     stop = _graceful_stop()
-    result = _guard(lambda: service.train(settings, cfg, RichProgress(console, cfg.batch_size), stop))
+    result = _guard(
+        lambda: service.train(settings, cfg, RichProgress(console, cfg.batch_size), stop)
+    )
     _print_result(settings, result)
 
 
@@ -123,7 +137,14 @@ def _load_config(loader: Callable[..., Any], path: Path, overrides: list[str]) -
 @app.command()
 def resume(
     run: Annotated[str, typer.Argument(help="Run id (or a unique prefix) to continue.")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value changes allowed on resume: epochs, max_steps, early_stopping_patience, device, precision, num_threads, eval_batch_size, logging_steps.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="key=value changes allowed on resume: epochs, max_steps, "
+            "early_stopping_patience, device, precision, num_threads, eval_batch_size, "
+            "logging_steps."
+        ),
+    ] = None,
 ) -> None:
     """Continue a stopped or crashed run from its last complete checkpoint."""
     from loralab.experiments import service
@@ -133,8 +154,9 @@ def resume(
     _quiet_libraries()
     settings = load_settings()
     stop = _graceful_stop()
-    result = _guard(lambda: service.resume(settings, run, overrides or [],
-                                           RichProgress(console, 1), stop))
+    result = _guard(
+        lambda: service.resume(settings, run, overrides or [], RichProgress(console, 1), stop)
+    )
     _print_result(settings, result)
 
 
@@ -146,18 +168,21 @@ def _print_result(settings: Settings, result: Any) -> None:
     table.add_row("accuracy", _fmt(report["accuracy"]))
     table.add_row("macro F1", _fmt(report["macro_f1"]))
     for name, values in report["per_class"].items():
-        table.add_row(f"  {name}: precision / recall",
-                      f"{values['precision']:.3f} / {values['recall']:.3f}")
+        table.add_row(
+            f"  {name}: precision / recall", f"{values['precision']:.3f} / {values['recall']:.3f}"
+        )
     table.add_row("train throughput", f"{result.samples_per_second:,.1f} samples/s")
     table.add_row("train time", f"{result.train_seconds:,.1f} s")
     table.add_row("device", result.device)
     kept = result.retention
-    table.add_row("checkpoints kept", f"best {kept.best} · last {kept.last} · fastest {kept.fastest}")
+    table.add_row(
+        "checkpoints kept", f"best {kept.best} · last {kept.last} · fastest {kept.fastest}"
+    )
     console.print(table)
     console.print(f"run folder:  [cyan]{result.run.root}[/cyan]")
     console.print(f"MLflow run:  {result.tracker_run_id}")
     console.print(f"MLflow UI:   [green]{_mlflow_hint(settings)}[/green]")
-    console.print(f"predict:     loralab predict --run {result.run.run_id} \"some text\"")
+    console.print(f'predict:     loralab predict --run {result.run.run_id} "some text"')
 
 
 @runs_app.command("list")
@@ -173,11 +198,26 @@ def runs_list(
         console.print(f"no runs under {settings.storage.results_dir}")
         return
     table = Table(title=f"runs in {settings.storage.results_dir}")
-    for column in ("experiment", "run id", "status", "base model", "accuracy", "macro F1", "started"):
+    for column in (
+        "experiment",
+        "run id",
+        "status",
+        "base model",
+        "accuracy",
+        "macro F1",
+        "started",
+    ):
         table.add_column(column, justify="right" if column in {"accuracy", "macro F1"} else "left")
     for s in summaries:
-        table.add_row(s.experiment, s.run_id, s.status, s.base_model, _fmt(s.accuracy),
-                      _fmt(s.macro_f1), s.started)
+        table.add_row(
+            s.experiment,
+            s.run_id,
+            s.status,
+            s.base_model,
+            _fmt(s.accuracy),
+            _fmt(s.macro_f1),
+            s.started,
+        )
     console.print(table)
 
 
@@ -207,15 +247,20 @@ def runs_show(
         for column in ("label", "precision", "recall", "f1", "support"):
             table.add_column(column, justify="left" if column == "label" else "right")
         for name, v in report["per_class"].items():
-            table.add_row(name, _fmt(v["precision"], 3), _fmt(v["recall"], 3), _fmt(v["f1"], 3),
-                          str(v["support"]))
+            table.add_row(
+                name,
+                _fmt(v["precision"], 3),
+                _fmt(v["recall"], 3),
+                _fmt(v["f1"], 3),
+                str(v["support"]),
+            )
         console.print(table)
         console.print(f"accuracy {_fmt(report['accuracy'])}  macro F1 {_fmt(report['macro_f1'])}")
         matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
         matrix.add_column("")
         for name in report["labels"]:
             matrix.add_column(name, justify="right")
-        for name, row in zip(report["labels"], report["confusion_matrix"]):
+        for name, row in zip(report["labels"], report["confusion_matrix"], strict=True):
             matrix.add_row(name, *[str(x) for x in row])
         console.print(matrix)
         console.print(f"checkpoints: {metrics.get('checkpoints')}  train: {metrics.get('train')}")
@@ -247,14 +292,14 @@ def predict(
     run_id = _resolve_run_id(settings, run)
     predictions = _guard(lambda: service.predict(settings, run_id, texts, device))
     if as_json:
-        for text, p in zip(texts, predictions):
+        for text, p in zip(texts, predictions, strict=True):
             sys.stdout.write(json.dumps({"text": text, **p.__dict__}, ensure_ascii=False) + "\n")
         return
     table = Table(title=f"predictions of run {run_id}")
     table.add_column("text", overflow="fold")
     table.add_column("label")
     table.add_column("probability", justify="right")
-    for text, p in zip(texts, predictions):
+    for text, p in zip(texts, predictions, strict=True):
         table.add_row(text, p.label_name, f"{p.probability:.4f}")
     console.print(table)
 
