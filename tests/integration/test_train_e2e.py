@@ -220,3 +220,31 @@ def test_three_classes_with_integer_labels(tmp_path: Path, tiny_bert: Path) -> N
     result = service.train(settings_for(tmp_path), config_for(tiny_bert, data, epochs=2))
     assert result.report["labels"] == ["0", "2", "10"]
     assert len(result.report["confusion_matrix"]) == 3
+
+
+def test_out_of_memory_halves_the_batch(
+    tmp_path: Path, tiny_bert: Path, sentiment_csv: Path
+) -> None:
+    """A batch too big for memory is halved and training starts again, instead of failing."""
+    from loralab.training import prepare_training, run_training
+
+    config = config_for(tiny_bert, sentiment_csv, batch_size=16, epochs=1)
+    prepared = prepare_training(config)
+    seen: list[int] = []
+
+    def refuse_big_batches(module: object, args: tuple, kwargs: dict) -> None:
+        size = int(kwargs["input_ids"].shape[0])
+        if prepared.model.training:
+            seen.append(size)
+            if size > 4:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9 GB")
+
+    prepared.model.register_forward_pre_hook(refuse_big_batches, with_kwargs=True)
+    result = run_training(config, tmp_path / "results", prepared=prepared)
+    assert result.status == "succeeded"
+    assert seen[:3] == [16, 8, 4] and set(seen[3:]) == {4}
+    metrics = json.loads(result.run.metrics.read_text())
+    assert metrics["train"]["batch_size"] == 4
+    assert (
+        "out of memory at batch size 16: training with batch size 4" in result.run.logs.read_text()
+    )

@@ -33,7 +33,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from loralab import __version__
 from loralab.training import checkpoints as ckpt
 from loralab.training.catalog import ResolvedModel, resolve_model
-from loralab.training.config import ConfigError, TrainConfig, build_config
+from loralab.training.config import ConfigError, TrainConfig, build_config, load_config, save_config
 from loralab.training.data import (
     LabelledTexts,
     build_label_list,
@@ -59,7 +59,7 @@ from loralab.training.model import (
     trainable_parameters,
     write_json,
 )
-from loralab.training.runs import RunPaths, create_run, read_state, update_state
+from loralab.training.runs import RunPaths, create_run, discard_run, read_state, update_state
 
 log = logging.getLogger("loralab.training")
 
@@ -148,6 +148,8 @@ def prepare_training(config: TrainConfig) -> Prepared:
         tokenizer, train.texts, [index[x] for x in train.labels], config.max_length
     )
     val_rows = _tokenize(tokenizer, val.texts, [index[x] for x in val.labels], config.max_length)
+    # Evaluation order does not change metrics; sorted by length, its batches carry no padding.
+    val_rows.sort(key=lambda row: len(row["input_ids"]))
     set_seed(config.seed)
     model = build_lora_model(
         base,
@@ -221,6 +223,13 @@ class _RunCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
+        if state.train_batch_size and state.train_batch_size != self.config.batch_size:
+            message = (
+                f"out of memory at batch size {self.config.batch_size}: "
+                f"training with batch size {state.train_batch_size}"
+            )
+            log.warning(message)
+            self.progress.note(message)
         self.started = time.perf_counter()
         self.first_step = state.global_step
         self.progress.start(state.max_steps)
@@ -357,7 +366,7 @@ def _training_arguments(prepared: Prepared, output_dir: Path, train_rows: int) -
         fp16=prepared.device.precision == "fp16",
         use_cpu=prepared.device.device == "cpu",
         dataloader_pin_memory=prepared.device.device == "cuda",
-        auto_find_batch_size=prepared.device.device == "cuda",  # halve the batch on GPU OOM
+        auto_find_batch_size=True,  # out of memory: halve the batch and start the loop again
         report_to="none",
         disable_tqdm=True,
         save_only_model=False,
@@ -419,8 +428,12 @@ def run_training(
     progress: ProgressReporter | None = None,
     stop: StopSignal | None = None,
     prepared: Prepared | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train a new run. Bad input raises before any run folder or tracker run is created."""
+    """Train a new run. Bad input raises before any run folder or tracker run is created.
+
+    ``extra_tags`` are added to the tracker run's tags (e.g. the dataset version trained on).
+    """
     prepared = prepared or prepare_training(config)
     run = create_run(Path(results_dir), config)
     return _execute(
@@ -430,6 +443,7 @@ def run_training(
         progress or NullProgress(),
         stop or NeverStop(),
         resume_from=None,
+        extra_tags=extra_tags,
     )
 
 
@@ -452,8 +466,6 @@ def resume_training(
     """Continue a run from its last complete checkpoint, in the same folder and tracker run."""
     overrides = overrides or []
     check_resume_overrides(overrides)
-    from loralab.training.config import load_config
-
     config = load_config(run.config, overrides)
     ckpt.remove_incomplete(run.checkpoints)
     last = ckpt.last_complete(run.checkpoints)
@@ -462,6 +474,8 @@ def resume_training(
     prepared = prepare_training(config)
     if read_state(run).get("dataset_fingerprint") not in (None, prepared.fingerprint):
         raise ConfigError(f"run {run.run_id}: the training data changed since the run started")
+    if overrides:
+        save_config(config, run.config)  # config.yaml stays the complete, resolved truth
     return _execute(
         prepared,
         run,
@@ -479,11 +493,18 @@ def _execute(
     progress: ProgressReporter,
     stop: StopSignal,
     resume_from: Path | None,
+    extra_tags: dict[str, str] | None = None,
 ) -> TrainResult:
     config = prepared.config
     handler = _attach_log_file(run.logs)
     state = read_state(run)
-    tracker_id = logger.start_run(config.experiment, run.run_id, state.get("tracker_run_id"))
+    try:
+        tracker_id = logger.start_run(config.experiment, run.run_id, state.get("tracker_run_id"))
+    except Exception:
+        _detach_log_file(handler)
+        if resume_from is None:
+            discard_run(run)  # the tracker is unreachable: leave no half-made run behind
+        raise
     update_state(
         run,
         status="running",
@@ -498,7 +519,7 @@ def _execute(
     try:
         if resume_from is None:
             logger.log_params(_flat_params(config))
-        logger.set_tags({**_tags(prepared), "run_id": run.run_id})
+        logger.set_tags({**_tags(prepared), **(extra_tags or {}), "run_id": run.run_id})
         trainable, total = trainable_parameters(prepared.model)
         log.info(
             "run %s: %s on %s; %d train / %d validation rows; %d labels; "
@@ -562,7 +583,8 @@ def _train(
     report = classification_report(truth, np.argmax(logits, axis=-1), prepared.labels)
     steps_run = trainer.state.global_step - callback.first_step
     seconds = max(1e-9, callback.finished - callback.started - callback.eval_seconds)
-    samples_per_second = steps_run * config.batch_size / seconds
+    batch_size = trainer.state.train_batch_size or config.batch_size
+    samples_per_second = steps_run * batch_size / seconds
     best_step = callback.retention.best
     status = "stopped" if callback.stopped else "succeeded"
 
@@ -579,6 +601,7 @@ def _train(
             "train_seconds": round(seconds, 2),
             "samples_per_second": round(samples_per_second, 1),
             "train_rows": prepared.train_rows,
+            "batch_size": batch_size,
             "validation_rows": prepared.validation_rows,
         },
         "checkpoints": {

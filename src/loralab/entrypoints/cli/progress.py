@@ -39,8 +39,11 @@ class RichProgress:
         self._step0 = 0
 
     def start(self, total_steps: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=total_steps, loss="-", rate="-")
+        if self.task is not None:  # the loop restarted (smaller batch after out-of-memory)
+            self.progress.update(self.task, total=total_steps, completed=0)
+        else:
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total_steps, loss="-", rate="-")
         self._t0 = time.perf_counter()
         self._step0 = -1
 
