@@ -31,6 +31,35 @@ class MlflowSettings(BaseModel):
     ui_port: int = Field(default=5000, description="Port suggested for `mlflow ui`.")
 
 
+class DatasetSettings(BaseModel):
+    store_dir: Path | None = Field(
+        default=None,
+        description="Dataset store (immutable copies + version records). "
+        "Empty: <results home>/datasets.",
+    )
+    max_rows: int = Field(
+        default=5_000_000, ge=1, description="A dataset file with more rows is an error."
+    )
+    max_bytes: int = Field(
+        default=2_000_000_000, ge=1, description="A dataset file larger than this is an error."
+    )
+    imbalance_ratio: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="Warn when the largest class has more than this many times the rows of "
+        "the smallest.",
+    )
+    truncation_warn_share: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Warn when more than this share of texts exceed max_length tokens.",
+    )
+    max_examples: int = Field(
+        default=20, ge=1, le=10_000, description="Rows listed per kind of problem in a report."
+    )
+
+
 class Settings(BaseSettings):
     """All runtime settings of loralab (not experiment settings: those live in TrainConfig)."""
 
@@ -40,6 +69,12 @@ class Settings(BaseSettings):
 
     storage: StorageSettings = Field(default_factory=StorageSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    datasets: DatasetSettings = Field(default_factory=DatasetSettings)
+
+    @property
+    def dataset_store_dir(self) -> Path:
+        """Where registered datasets live: the configured store or <results home>/datasets."""
+        return self.datasets.store_dir or self.storage.results_dir / "datasets"
 
 
 def load_settings() -> Settings:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from loralab.settings import Settings
@@ -115,3 +115,41 @@ class MlflowTracker:
         finally:
             self.client.set_terminated(self.run_id, status=status)
             self.run_id = None
+
+    def log_dataset_input(
+        self,
+        run_id: str,
+        name: str,
+        digest: str,
+        source: str,
+        *,
+        context: str = "training",
+        profile: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a dataset as an input of a run (MLflow's dataset lineage), by name and digest."""
+        import json
+
+        dataset = Dataset(
+            name=name,
+            digest=digest[:36],
+            source_type="local",
+            source=json.dumps({"uri": source}),
+            schema=json.dumps(
+                {
+                    "mlflow_colspec": [
+                        {"type": "string", "name": "text"},
+                        {"type": "string", "name": "label"},
+                    ]
+                }
+            ),
+            profile=json.dumps(profile or {}),
+        )
+        tags = [InputTag("mlflow.data.context", context)]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+
+    def log_artifacts_to(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        """Add a file or folder to a run that may already have ended (e.g. a data analysis)."""
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path=folder)
+        elif path.is_file():
+            self.client.log_artifact(run_id, str(path), artifact_path=folder)

@@ -5,12 +5,15 @@ The CLI calls these today; the API and the worker call the same functions later.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from loralab.adapters.tracking import MlflowTracker
+from loralab.datasets import service as datasets
 from loralab.errors import InvalidInput, NotFound
 from loralab.settings import Settings
 from loralab.training import (
@@ -37,6 +40,7 @@ from loralab.training.runs import (
 )
 
 INPUT_ERRORS = (ConfigError, DataError, DeviceError, ModelSourceError)
+log = logging.getLogger("loralab.experiments")
 
 
 @dataclass(frozen=True)
@@ -57,20 +61,63 @@ def train(
     progress: ProgressReporter | None = None,
     stop: StopSignal | None = None,
 ) -> TrainResult:
-    """Check the config, data and model, then train and track the run in MLflow."""
+    """Check the config, data and model, then train and track the run in MLflow.
+
+    ``train_file`` / ``validation_file`` may name registered datasets (``NAME@VERSION`` or
+    ``NAME@latest``): they resolve to the stored copies, the data is validated before any model
+    loads, and the run records the exact versions (tags + MLflow dataset inputs) and, for a
+    registered dataset, its analysis.
+    """
     try:
-        prepared = prepare_training(config)
+        data = datasets.resolve_training_data(settings, config)
+        prepared = prepare_training(data.config)
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None
     tracker = MlflowTracker.from_settings(settings)
-    return run_training(
-        config,
+    result = run_training(
+        data.config,
         settings.storage.results_dir,
         logger=tracker,
         progress=progress,
         stop=stop,
         prepared=prepared,
+        extra_tags=data.tags,
     )
+    _record_data(settings, tracker, result, data)
+    return result
+
+
+def _record_data(
+    settings: Settings,
+    tracker: MlflowTracker,
+    result: TrainResult,
+    data: datasets.TrainingData,
+) -> None:
+    """Beside the run: the validation report, dataset inputs and an analysis of the data."""
+    report = result.run.root / "data_validation.json"
+    report.write_text(json.dumps(data.report.to_dict(), indent=1, ensure_ascii=False), "utf-8")
+    run_id = result.tracker_run_id
+    tracker.log_artifacts_to(run_id, report)
+    for role, version in data.versions.items():
+        tracker.log_dataset_input(
+            run_id,
+            version.ref,
+            version.fingerprint,
+            str(datasets.store_for(settings).file_of(version)),
+            context="training" if role == "train" else "validation",
+            profile={"rows": version.rows, "labels": version.label_counts},
+        )
+    train = data.versions.get("train")
+    if train is None:
+        return
+    out = result.run.root / "data_analysis"
+    try:
+        spec = datasets.DataSpec.from_config(data.config)
+        datasets.analyze_dataset(settings, train.ref, out, spec)
+    except Exception as err:  # noqa: BLE001 - the model is trained; the analysis is extra
+        log.warning("analysis of %s failed: %s", train.ref, err)
+        return
+    tracker.log_artifacts_to(run_id, out, "data_analysis")
 
 
 def resume(

@@ -192,7 +192,7 @@ def stratified_split(labels: list[int], share: float, seed: int) -> tuple[list[i
             f"label id(s) {', '.join(map(str, rare))} have a single row: a stratified validation "
             "split needs at least two per label (add rows or give a validation_file)"
         )
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a reproducible split, not a secret
     train_idx: list[int] = []
     val_idx: list[int] = []
     for label in sorted(by_label):

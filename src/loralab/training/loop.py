@@ -366,7 +366,7 @@ def _training_arguments(prepared: Prepared, output_dir: Path, train_rows: int) -
         fp16=prepared.device.precision == "fp16",
         use_cpu=prepared.device.device == "cpu",
         dataloader_pin_memory=prepared.device.device == "cuda",
-        auto_find_batch_size=True,  # out of memory: halve the batch and start the loop again
+        auto_find_batch_size=True,  # out of memory: shrink the batch 10% and start again
         report_to="none",
         disable_tqdm=True,
         save_only_model=False,

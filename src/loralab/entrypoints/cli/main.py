@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from loralab.entrypoints.cli.data import data_app
 from loralab.errors import LoralabError
 from loralab.settings import Settings, load_settings
 
@@ -26,6 +27,7 @@ runs_app = typer.Typer(
     help="Inspect training runs (results/<experiment>/<run_id>/).", no_args_is_help=True
 )
 app.add_typer(runs_app, name="runs")
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -207,7 +209,12 @@ def runs_list(
         "macro F1",
         "started",
     ):
-        table.add_column(column, justify="right" if column in {"accuracy", "macro F1"} else "left")
+        table.add_column(
+            column,
+            justify="right" if column in {"accuracy", "macro F1"} else "left",
+            no_wrap=column in {"run id", "status", "accuracy", "macro F1"},  # ids are copied
+            overflow="fold",
+        )
     for s in summaries:
         table.add_row(
             s.experiment,

@@ -1,0 +1,312 @@
+"""A streaming, forgiving reader of labelled text files for validation, versioning and analysis.
+
+Unlike :func:`loralab.training.data.read_labelled_texts`, which stops at the first bad row, this
+reader reports every problem it meets (as :class:`Issue` records, each with its row or line) and
+carries on, one row at a time, so memory stays flat however long the file is. Row numbers count
+data rows from 1 (the header and blank lines are not rows), as the training loader's messages do;
+line numbers are physical lines of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Severity = Literal["error", "warning"]
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a dataset: errors block training, warnings do not."""
+
+    severity: Severity
+    code: str
+    message: str
+    row: int | None = None
+    line: int | None = None
+    file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "row": self.row,
+            "line": self.line,
+            "file": self.file,
+        }
+
+
+@dataclass
+class IssueLog:
+    """Every issue is counted; the first ``max_examples`` of each code (per file) are kept."""
+
+    max_examples: int = 20
+    issues: list[Issue] = field(default_factory=list)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _kept: Counter[tuple[str, str | None]] = field(default_factory=Counter, repr=False)
+
+    def add(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        *,
+        row: int | None = None,
+        line: int | None = None,
+        file: str | None = None,
+    ) -> None:
+        self.counts[(severity, code)] += 1
+        if self._kept[(code, file)] < self.max_examples:
+            self._kept[(code, file)] += 1
+            self.issues.append(Issue(severity, code, message, row, line, file))
+
+    def has_errors(self) -> bool:
+        return any(severity == "error" for severity, _ in self.counts)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One data row: text and label as found (None where absent or null), not yet stripped."""
+
+    row: int
+    line: int
+    text: str | None
+    label: str | None
+
+
+def cell_to_text(value: object) -> str | None:
+    """A cell as text, the way the training loader reads it (1.0 -> "1"; None/NaN -> None)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str | int | float):
+        return str(value)
+    return None
+
+
+class RecordReader:
+    """Iterate the rows of one file, logging every problem to ``issues`` instead of raising."""
+
+    def __init__(
+        self,
+        path: Path,
+        text_column: str,
+        label_column: str,
+        issues: IssueLog,
+        *,
+        max_rows: int,
+        max_bytes: int,
+        name: str | None = None,
+    ) -> None:
+        self.path = path
+        self.text_column = text_column
+        self.label_column = label_column
+        self.issues = issues
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.name = name or str(path)
+        self.rows = 0
+        self.errors = 0
+
+    def _error(
+        self, code: str, message: str, row: int | None = None, line: int | None = None
+    ) -> None:
+        self.errors += 1
+        if row is not None:
+            self.rows = max(self.rows, row)
+        self.issues.add("error", code, message, row=row, line=line, file=self.name)
+
+    def __iter__(self) -> Iterator[Record]:
+        kind = FORMATS.get(self.path.suffix.lower())
+        if kind is None:
+            self._error("unsupported", f"unsupported file type {self.path.suffix!r}")
+            return
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            self._error("missing", "dataset file not found")
+            return
+        except OSError as err:
+            self._error("unreadable", f"cannot read the file ({err.strerror or err})")
+            return
+        if not self.path.is_file():
+            self._error("unreadable", "not a regular file")
+            return
+        if size > self.max_bytes:
+            self._error("too_large", f"{size:,} bytes: more than the limit of {self.max_bytes:,}")
+            return
+        try:
+            if kind == "parquet":
+                yield from self._limit(self._parquet())
+            else:
+                with self.path.open("rb") as handle:
+                    lines = self._decoded_lines(handle)
+                    if kind == "jsonl":
+                        yield from self._limit(self._jsonl(lines))
+                    else:
+                        yield from self._limit(self._delimited(lines, kind))
+        except OSError as err:
+            self._error("unreadable", f"cannot read the file ({err.strerror or err})")
+        if self.rows == 0 and not self.errors:
+            self._error("empty", "no data rows")
+
+    def _limit(self, records: Iterable[Record]) -> Iterator[Record]:
+        for record in records:
+            if record.row > self.max_rows:
+                self._error(
+                    "too_many_rows",
+                    f"more than the limit of {self.max_rows:,} rows",
+                    row=record.row,
+                    line=record.line,
+                )
+                return
+            self.rows = max(self.rows, record.row)
+            yield record
+
+    def _decoded_lines(self, handle: Any) -> Iterator[str]:
+        """Physical lines as text: NUL bytes and invalid UTF-8 are logged (per line) and dropped."""
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM) :]
+            if b"\x00" in raw:
+                self._error("nul_byte", "NUL byte in the line", line=number)
+                raw = raw.replace(b"\x00", b"")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                self._error(
+                    "encoding",
+                    f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
+                    line=number,
+                )
+                yield raw.decode("utf-8", errors="replace")
+
+    def _delimited(self, lines: Iterator[str], kind: str) -> Iterator[Record]:
+        # TSV has no quoting convention (quotes are text, as in SST-2), matching the trainer.
+        reader = csv.reader(
+            lines,
+            delimiter="\t" if kind == "tsv" else ",",
+            quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
+            strict=True,
+        )
+        header: list[str] | None = None
+        text_at = label_at = -1
+        row = 0
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                if header is None:
+                    self._error("parse", f"header cannot be parsed ({err})", line=start)
+                    return
+                row += 1
+                self._error("parse", f"cannot be parsed ({err})", row=row, line=start)
+                continue
+            if not fields:
+                continue  # a blank line is not a row (as for the trainer)
+            if header is None:
+                header = fields
+                missing = [c for c in (self.text_column, self.label_column) if c not in header]
+                if missing:
+                    found = ", ".join(header) or "none"
+                    self._error(
+                        "missing_column",
+                        f"column(s) {', '.join(missing)} not found (columns: {found})",
+                        line=start,
+                    )
+                    return
+                text_at, label_at = header.index(self.text_column), header.index(self.label_column)
+                continue
+            row += 1
+            if len(fields) != len(header):
+                self._error(
+                    "column_count",
+                    f"{len(fields)} fields, expected {len(header)} (quote texts that hold the "
+                    "separator)",
+                    row=row,
+                    line=start,
+                )
+                continue
+            yield Record(row, start, fields[text_at], fields[label_at])
+
+    def _jsonl(self, lines: Iterator[str]) -> Iterator[Record]:
+        row = 0
+        seen = {self.text_column: False, self.label_column: False}
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            row += 1
+            try:
+                value = json.loads(line)
+            except (ValueError, RecursionError) as err:
+                reason = getattr(err, "msg", None) or type(err).__name__
+                self._error("parse", f"not valid JSON ({reason})", row=row, line=number)
+                continue
+            if not isinstance(value, dict):
+                self._error("parse", "expected a JSON object", row=row, line=number)
+                continue
+            for column in seen:
+                seen[column] = seen[column] or column in value
+            yield Record(
+                row,
+                number,
+                self._json_cell(value.get(self.text_column), row, number),
+                self._json_cell(value.get(self.label_column), row, number),
+            )
+        missing = [c for c, found in seen.items() if not found]
+        if missing and row:
+            self._error("missing_column", f"field(s) {', '.join(missing)} in no row")
+
+    def _json_cell(self, value: object, row: int, line: int) -> str | None:
+        if isinstance(value, list | dict):
+            self._error("parse", "a list or object where text was expected", row=row, line=line)
+            return None
+        return cell_to_text(value)
+
+    def _parquet(self) -> Iterator[Record]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            source = pq.ParquetFile(self.path)
+            names = source.schema_arrow.names
+        except (pa.ArrowException, ValueError, OSError) as err:
+            self._error("parse", f"not a readable Parquet file ({err})")
+            return
+        missing = [c for c in (self.text_column, self.label_column) if c not in names]
+        if missing:
+            found = ", ".join(names) or "none"
+            self._error("missing_column", f"column(s) {', '.join(missing)} not found ({found})")
+            return
+        row = 0
+        columns = [self.text_column, self.label_column]
+        try:
+            for batch in source.iter_batches(batch_size=8192, columns=columns):
+                texts, labels = (batch.column(i).to_pylist() for i in range(2))
+                for text, label in zip(texts, labels, strict=True):
+                    row += 1
+                    yield Record(row, row + 1, cell_to_text(text), cell_to_text(label))
+        except (pa.ArrowException, ValueError, OSError) as err:
+            self._error("parse", f"cannot be parsed after row {row} ({err})", row=row + 1)
+
+
+def file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

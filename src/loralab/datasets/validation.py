@@ -1,0 +1,387 @@
+"""Dataset validation: every problem of a training (and validation) file, row by row.
+
+:func:`validate_files` never raises for anything in the data: whatever the bytes, it returns a
+:class:`ValidationReport` whose errors block training and whose warnings do not.
+
+Errors: missing/unreadable file, invalid UTF-8, NUL bytes, unparseable rows (broken quoting,
+truncated JSON, wrong field count), missing text/label column, empty text, missing label or one
+outside the declared set, a single class, more rows or bytes than the limits.
+Warnings: leading/trailing whitespace, exact and near-exact duplicates, the same text with
+conflicting labels, class imbalance, train/validation overlap, texts over ``max_length`` tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loralab.datasets.reader import Issue, IssueLog, Record, RecordReader
+
+log = logging.getLogger("loralab.datasets")
+
+TokenCounter = Callable[[list[str]], list[int]]
+"""Token counts (special tokens included) of a batch of texts, for the truncation rate."""
+
+TOKEN_BATCH = 4096
+_NON_WORD = re.compile(r"[\W_]+")
+EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """What the data should look like: columns, declared labels, tokens kept per text."""
+
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: tuple[str, ...] | None = None
+    max_length: int = 128
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """Limits and thresholds (from ``DatasetSettings``)."""
+
+    max_rows: int = 5_000_000
+    max_bytes: int = 2_000_000_000
+    imbalance_ratio: float = 10.0
+    truncation_warn_share: float = 0.01
+    max_examples: int = 20
+
+
+@dataclass
+class FileStats:
+    """Counts for one validated file."""
+
+    name: str
+    rows: int = 0
+    valid_rows: int = 0
+    label_counts: dict[str, int] = field(default_factory=dict)
+    tokenized: int = 0
+    truncated: int = 0
+
+    @property
+    def truncation_rate(self) -> float | None:
+        return self.truncated / self.tokenized if self.tokenized else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rows": self.rows,
+            "valid_rows": self.valid_rows,
+            "label_counts": self.label_counts,
+            "tokenized": self.tokenized,
+            "truncated": self.truncated,
+            "truncation_rate": self.truncation_rate,
+        }
+
+
+@dataclass
+class ValidationReport:
+    """Errors (block training) and warnings (do not), with rows, lines and reasons."""
+
+    files: list[FileStats]
+    issues: list[Issue]
+    counts: dict[str, int]  # "error:code" / "warning:code" -> every occurrence
+    max_length: int
+    tokenizer: str | None = None
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    @property
+    def error_count(self) -> int:
+        return sum(n for k, n in self.counts.items() if k.startswith("error:"))
+
+    @property
+    def warning_count(self) -> int:
+        return sum(n for k, n in self.counts.items() if k.startswith("warning:"))
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    @property
+    def status(self) -> str:
+        return "errors" if self.error_count else "warnings" if self.warning_count else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        """0: clean; 1: warnings only; 2: errors."""
+        return EXIT_ERRORS if self.error_count else EXIT_WARNINGS if self.warning_count else EXIT_OK
+
+    def summary(self, limit: int = 5) -> str:
+        """The first few errors on one line, for an exception message."""
+        shown = [describe(i) for i in self.errors[:limit]]
+        more = self.error_count - len(shown)
+        return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "errors": self.error_count,
+            "warnings": self.warning_count,
+            "counts": self.counts,
+            "max_length": self.max_length,
+            "tokenizer": self.tokenizer,
+            "files": [f.to_dict() for f in self.files],
+            "issues": [i.to_dict() for i in self.issues],
+        }
+
+
+def describe(issue: Issue) -> str:
+    """``file: row 3 (line 4): empty text``."""
+    where = []
+    if issue.row is not None:
+        where.append(f"row {issue.row}")
+    if issue.line is not None:
+        where.append(f"line {issue.line}" if issue.row is None else f"(line {issue.line})")
+    prefix = f"{issue.file}: " if issue.file else ""
+    place = " ".join(where)
+    return f"{prefix}{place}: {issue.message}" if place else f"{prefix}{issue.message}"
+
+
+def normalise_near(text: str) -> str:
+    """Key for near-exact duplicates: case, punctuation and spacing ignored."""
+    return _NON_WORD.sub(" ", text.casefold()).strip()
+
+
+@dataclass
+class _Seen:
+    """Texts seen so far (by hash, to keep memory small): first row and label of each."""
+
+    exact: dict[int, tuple[int, str]] = field(default_factory=dict)
+    near: dict[int, tuple[int, int]] = field(default_factory=dict)  # near key -> (row, exact)
+
+
+class _FileCheck:
+    """Row-level checks of one file, streaming."""
+
+    def __init__(
+        self,
+        name: str,
+        options: ValidationOptions,
+        limits: ValidationLimits,
+        issues: IssueLog,
+        counter: TokenCounter | None,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.limits = limits
+        self.issues = issues
+        self.counter = counter
+        self.stats = FileStats(name)
+        self.seen = _Seen()
+        self.labels: Counter[str] = Counter()  # labels of valid rows
+        self.found: Counter[str] = Counter()  # every non-empty label, declared or not
+        self.declared = set(options.labels) if options.labels else None
+        self._batch: list[tuple[int, str]] = []
+
+    def warn(self, code: str, message: str, record: Record | None = None) -> None:
+        row, line = (record.row, record.line) if record else (None, None)
+        self.issues.add("warning", code, message, row=row, line=line, file=self.name)
+
+    def error(self, code: str, message: str, record: Record | None = None) -> None:
+        row, line = (record.row, record.line) if record else (None, None)
+        self.issues.add("error", code, message, row=row, line=line, file=self.name)
+
+    def check(self, record: Record) -> None:
+        self.stats.rows = record.row
+        text, label = record.text, record.label
+        if text is None:
+            self.error("text_missing", "text is missing or null", record)
+        elif not text.strip():
+            self.error("empty_text", "empty or whitespace-only text", record)
+        elif text != text.strip():
+            self.warn("whitespace", "leading or trailing whitespace in the text", record)
+        if label is None:
+            self.error("label_missing", "label is missing or null", record)
+            return
+        label = label.strip()
+        if not label:
+            self.error("label_missing", "empty label", record)
+            return
+        self.found[label] += 1
+        if self.declared is not None and label not in self.declared:
+            allowed = ", ".join(self.options.labels or ())
+            self.error("label_unknown", f"unknown label {label!r} (labels: {allowed})", record)
+            return
+        if text is None or not text.strip():
+            return
+        self.stats.valid_rows += 1
+        self.labels[label] += 1
+        self._check_duplicate(record, text.strip(), label)
+        if self.counter is not None:
+            self._batch.append((record.row, text.strip()))
+            if len(self._batch) >= TOKEN_BATCH:
+                self._count_tokens()
+
+    def _check_duplicate(self, record: Record, text: str, label: str) -> None:
+        key = hash(text)
+        first = self.seen.exact.get(key)
+        if first is not None:
+            row, first_label = first
+            if first_label != label:
+                self.warn(
+                    "conflicting_labels",
+                    f"same text as row {row} but label {label!r} (row {row}: {first_label!r})",
+                    record,
+                )
+            else:
+                self.warn("duplicate", f"same text as row {row}", record)
+            return
+        self.seen.exact[key] = (record.row, label)
+        near_key = hash(normalise_near(text))
+        near = self.seen.near.get(near_key)
+        if near is not None:
+            self.warn("near_duplicate", f"nearly the same text as row {near[0]}", record)
+        else:
+            self.seen.near[near_key] = (record.row, key)
+
+    def _count_tokens(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch or self.counter is None:
+            return
+        try:
+            counts = self.counter([text for _, text in batch])
+        except Exception as err:  # noqa: BLE001 - a tokenizer failure must not break validation
+            self.warn("tokenizer_failed", f"truncation rate not measured ({err})")
+            self.counter = None
+            return
+        limit = self.options.max_length
+        for (row, _), n in zip(batch, counts, strict=True):
+            self.stats.tokenized += 1
+            if n > limit:
+                self.stats.truncated += 1
+                self.issues.add(
+                    "warning",
+                    "truncated",
+                    f"{n} tokens, more than max_length {limit}",
+                    row=row,
+                    file=self.name,
+                )
+
+    def finish(self) -> None:
+        self._count_tokens()
+        self.stats.label_counts = dict(sorted(self.labels.items()))
+        self._check_classes()
+        rate = self.stats.truncation_rate
+        if rate is not None and self.stats.truncated:
+            # Per-row 'truncated' entries are examples; the count decides whether it matters.
+            if rate <= self.limits.truncation_warn_share:
+                self.issues.counts[("warning", "truncated")] -= self.stats.truncated
+                self.issues.issues[:] = [
+                    i
+                    for i in self.issues.issues
+                    if not (i.code == "truncated" and i.file == self.name)
+                ]
+            else:
+                self.warn(
+                    "truncation_rate",
+                    f"{self.stats.truncated} of {self.stats.tokenized} texts ({rate:.1%}) exceed "
+                    f"max_length {self.options.max_length} tokens and will be truncated",
+                )
+
+    def _check_classes(self) -> None:
+        if len(self.found) == 1:
+            only = next(iter(self.found))
+            self.error("single_class", f"a single class ({only!r}): a classifier needs two or more")
+            return
+        if len(self.labels) < 2:
+            return
+        (top, most), (bottom, least) = self.labels.most_common()[0], self.labels.most_common()[-1]
+        if most > self.limits.imbalance_ratio * least:
+            self.warn(
+                "imbalance",
+                f"class imbalance: {top!r} has {most} rows, {bottom!r} has {least} "
+                f"({most / least:.1f}x, threshold {self.limits.imbalance_ratio:g}x)",
+            )
+
+
+def _check_leakage(train: _FileCheck, val: _FileCheck, records: Iterator[Record]) -> None:
+    """Validation rows whose text (or near-exact text) is also in the training file."""
+    for record in records:
+        val.check(record)
+        if record.text is None or not record.text.strip():
+            continue
+        text = record.text.strip()
+        exact = train.seen.exact.get(hash(text))
+        if exact is not None:
+            val.warn("leakage", f"same text as train row {exact[0]}", record)
+            continue
+        near = train.seen.near.get(hash(normalise_near(text)))
+        if near is not None:
+            val.warn("leakage", f"nearly the same text as train row {near[0]}", record)
+
+
+def validate_files(
+    train_file: str | Path,
+    validation_file: str | Path | None = None,
+    options: ValidationOptions | None = None,
+    limits: ValidationLimits | None = None,
+    token_counter: TokenCounter | None = None,
+    tokenizer_name: str | None = None,
+) -> ValidationReport:
+    """Validate a training file (and a validation file): a report, never an exception."""
+    options = options or ValidationOptions()
+    limits = limits or ValidationLimits()
+    issues = IssueLog(limits.max_examples)
+    checks: list[_FileCheck] = []
+    try:
+        train = _FileCheck(str(train_file), options, limits, issues, token_counter)
+        checks.append(train)
+        reader = _read(train_file, options, limits, issues)
+        for record in reader:
+            train.check(record)
+        train.stats.rows = reader.rows
+        train.finish()
+        if validation_file is not None:
+            val = _FileCheck(str(validation_file), options, limits, issues, train.counter)
+            checks.append(val)
+            reader = _read(validation_file, options, limits, issues)
+            _check_leakage(train, val, iter(reader))
+            val.stats.rows = reader.rows
+            val.finish()
+    except Exception as err:  # noqa: BLE001 - the report is the only way out, whatever the input
+        log.exception("validation failed unexpectedly")
+        issues.add("error", "internal", f"validation failed: {type(err).__name__}: {err}")
+    counts = {f"{sev}:{code}": n for (sev, code), n in sorted(issues.counts.items()) if n > 0}
+    return ValidationReport(
+        [c.stats for c in checks],
+        sorted(issues.issues, key=_issue_order),
+        counts,
+        options.max_length,
+        tokenizer_name if token_counter is not None else None,
+    )
+
+
+def _issue_order(issue: Issue) -> tuple[int, str, int, int]:
+    return (
+        0 if issue.severity == "error" else 1,
+        issue.file or "",
+        issue.row if issue.row is not None else -1,
+        issue.line if issue.line is not None else -1,
+    )
+
+
+def _read(
+    path: str | Path, options: ValidationOptions, limits: ValidationLimits, issues: IssueLog
+) -> RecordReader:
+    return RecordReader(
+        Path(path),
+        options.text_column,
+        options.label_column,
+        issues,
+        max_rows=limits.max_rows,
+        max_bytes=limits.max_bytes,
+    )

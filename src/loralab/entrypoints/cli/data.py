@@ -1,0 +1,326 @@
+"""`loralab data ...`: validate, register, list, show, diff and analyse datasets (thin)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loralab.errors import LoralabError
+from loralab.settings import load_settings
+
+T = TypeVar("T")
+
+data_app = typer.Typer(
+    help="Validate, version and analyse datasets. A dataset is a file (.csv, .tsv, .jsonl, "
+    ".parquet) or a registered NAME@VERSION (NAME@latest, NAME@v2, or a fingerprint prefix).",
+    no_args_is_help=True,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Experiment recipe (YAML): its text_column, label_column, labels, base_model "
+        "(tokenizer) and max_length are used.",
+    ),
+]
+TextColumn = Annotated[str | None, typer.Option(help="Text column (default: text).")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column (default: label).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Domain errors become one clear line and exit code 2."""
+    try:
+        return action()
+    except LoralabError as err:
+        err_console.print(f"[bold red]error:[/bold red] {err}")
+        raise typer.Exit(2) from None
+
+
+def _spec(config: Path | None, text_column: str | None, label_column: str | None) -> Any:
+    from loralab.datasets.service import DataSpec
+    from loralab.errors import InvalidInput
+    from loralab.training.config import ConfigError, load_config
+
+    spec = DataSpec()
+    if config is not None:
+        try:
+            spec = DataSpec.from_config(load_config(config))
+        except ConfigError as err:
+            raise InvalidInput(str(err)) from None
+    changes = {k: v for k, v in (("text_column", text_column), ("label_column", label_column)) if v}
+    return spec.__class__(**{**spec.__dict__, **changes})
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
+
+
+def _print_report(report: Any) -> None:
+    from loralab.datasets.validation import describe
+
+    for stats in report.files:
+        labels = ", ".join(f"{k}: {n}" for k, n in stats.label_counts.items()) or "-"
+        rate = stats.truncation_rate
+        truncation = "" if rate is None else f"; over max_length {report.max_length}: {rate:.2%}"
+        console.print(f"[bold]{stats.name}[/bold]: {stats.rows} rows; labels {labels}{truncation}")
+    if report.issues:
+        table = Table(title="problems (errors block training; warnings do not)")
+        for column in ("severity", "kind", "where", "reason"):
+            table.add_column(column, overflow="fold")
+        for issue in report.issues:
+            colour = "red" if issue.severity == "error" else "yellow"
+            where = describe(issue).removesuffix(issue.message).rstrip(": ") or "file"
+            table.add_row(
+                f"[{colour}]{issue.severity}[/{colour}]", issue.code, where, issue.message
+            )
+        console.print(table)
+        totals = ", ".join(f"{k} {n}" for k, n in report.counts.items())
+        console.print(f"all occurrences: {totals} (the table lists the first of each kind)")
+    verdict = {"ok": "[green]ok[/green]", "warnings": "[yellow]warnings only[/yellow]"}
+    console.print(
+        f"result: {verdict.get(report.status, '[red]errors[/red]')} "
+        f"({report.error_count} errors, {report.warning_count} warnings)"
+    )
+
+
+@data_app.command()
+def validate(
+    file: Annotated[str, typer.Argument(help="Data file or NAME@VERSION.")],
+    config: ConfigOption = None,
+    validation_file: Annotated[
+        str | None,
+        typer.Option(help="Validation file (or NAME@VERSION): checked too, and for overlap."),
+    ] = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    no_tokens: Annotated[
+        bool, typer.Option("--no-tokens", help="Skip the truncation rate (no tokenizer).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a dataset before training: errors and warnings with rows and reasons.
+
+    Exit codes: 0 no problems; 1 warnings only (training would run); 2 errors (training
+    refuses the data), also for a bad argument or an unknown dataset.
+    """
+    from loralab.datasets import service
+
+    settings = load_settings()
+
+    def run() -> Any:
+        spec = _spec(config, text_column, label_column)
+        val = validation_file
+        if val is None and config is not None:
+            from loralab.training.config import load_config
+
+            val = load_config(config).validation_file
+        return service.validate_dataset(settings, file, spec, val, measure_tokens=not no_tokens)
+
+    report = _guard(run)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _print_report(report)
+    raise typer.Exit(report.exit_code)
+
+
+@data_app.command()
+def register(
+    name: Annotated[str, typer.Argument(help="Dataset name: a-z, 0-9, '.', '_', '-'.")],
+    file: Annotated[Path, typer.Argument(help="Data file to store as a new version.")],
+    config: ConfigOption = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate a file and store an immutable copy as the next version of NAME.
+
+    Files with errors are not stored (exit 2). The same content is stored once: registering it
+    again returns the existing version.
+    """
+    from loralab.datasets import service
+
+    settings = load_settings()
+
+    def run() -> Any:
+        spec = _spec(config, text_column, label_column)
+        return service.register_dataset(settings, name, file, user=getpass.getuser(), spec=spec)
+
+    try:
+        result = run()
+    except service.DatasetInvalid as err:
+        if as_json:
+            _print_json({"registered": False, "report": err.report.to_dict()})
+        else:
+            _print_report(err.report)
+            err_console.print(f"[bold red]not registered:[/bold red] {file} has errors")
+        raise typer.Exit(2) from None
+    except LoralabError as err:
+        err_console.print(f"[bold red]error:[/bold red] {err}")
+        raise typer.Exit(2) from None
+    version = result.version
+    if as_json:
+        _print_json({"registered": True, "created": result.created, **version.to_dict()})
+        return
+    state = "registered" if result.created else "already registered (same content)"
+    console.print(
+        f"[bold]{version.ref}[/bold] {state}: {version.rows} rows, fingerprint "
+        f"{version.fingerprint[:12]}, {result.report.warning_count} warnings"
+    )
+    console.print(f"train on it: loralab train CONFIG train_file={version.ref}")
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+
+
+@data_app.command()
+def versions(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Every version of a dataset, oldest first."""
+    from loralab.datasets import service
+
+    found = _guard(lambda: service.list_versions(load_settings(), name))
+    if as_json:
+        _print_json([{k: v for k, v in x.to_dict().items() if k != "report"} for x in found])
+        return
+    table = Table(title=f"dataset {name}")
+    for column in ("version", "fingerprint", "rows", "labels", "registered by", "at", "source"):
+        table.add_column(column, overflow="fold")
+    for v in found:
+        labels = ", ".join(f"{k}: {n}" for k, n in v.label_counts.items())
+        table.add_row(
+            v.version,
+            v.fingerprint[:12],
+            str(v.rows),
+            labels,
+            v.registered_by,
+            _when(v.registered_at),
+            v.source,
+        )
+    console.print(table)
+
+
+@data_app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@latest.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One version: fingerprint, rows, labels, who registered it, and its validation report."""
+    from loralab.datasets import service
+
+    settings = load_settings()
+    version = _guard(lambda: service.show_version(settings, ref))
+    if as_json:
+        _print_json(
+            {**version.to_dict(), "file": str(service.store_for(settings).file_of(version))}
+        )
+        return
+    table = Table(title=version.ref, show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    report = version.report
+    for field, value in (
+        ("fingerprint", version.fingerprint),
+        ("rows", version.rows),
+        ("labels", ", ".join(f"{k}: {n}" for k, n in version.label_counts.items())),
+        ("registered by", version.registered_by),
+        ("registered at", _when(version.registered_at)),
+        ("source", version.source),
+        ("columns", f"{version.text_column} / {version.label_column}"),
+        ("stored copy", service.store_for(settings).file_of(version)),
+        ("validation", f"{report.get('status')}: {report.get('counts')}"),
+    ):
+        table.add_row(field, str(value))
+    console.print(table)
+
+
+@data_app.command()
+def diff(
+    old: Annotated[str, typer.Argument(help="NAME@VERSION (before).")],
+    new: Annotated[str, typer.Argument(help="NAME@VERSION (after).")],
+    limit: Annotated[int, typer.Option(help="Changed rows to list.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rows added, removed and relabelled between two versions (matched by text)."""
+    from loralab.datasets import service
+
+    result = _guard(lambda: service.diff_versions(load_settings(), old, new))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    console.print(
+        f"{result.old} -> {result.new}: {result.added} added, {result.removed} removed, "
+        f"{result.relabelled} relabelled, {result.unchanged} unchanged"
+    )
+    if not result.changes:
+        return
+    table = Table(title=f"changed rows (first {limit})")
+    for column in ("change", "row before", "row after", "label", "text"):
+        table.add_column(column, overflow="fold")
+    for c in result.changes[:limit]:
+        label = (
+            f"{c.label_old} -> {c.label_new}"
+            if c.kind == "relabelled"
+            else c.label_new or c.label_old or ""
+        )
+        table.add_row(c.kind, str(c.row_old or "-"), str(c.row_new or "-"), label, c.text[:200])
+    console.print(table)
+
+
+@data_app.command()
+def analyze(
+    source: Annotated[str, typer.Argument(help="Data file or NAME@VERSION.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG plots and report.html.")],
+    config: ConfigOption = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Base model whose tokenizer measures token lengths (repeatable). "
+            "Default: the recipe's base_model, or minilm-l6."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Label, length (characters and tokens), word, duplicate and language distributions."""
+    from loralab.datasets import service
+
+    settings = load_settings()
+    result = _guard(
+        lambda: service.analyze_dataset(
+            settings, source, out, _spec(config, text_column, label_column), tokenizer
+        )
+    )
+    if as_json:
+        _print_json(
+            {"summary": result.summary, "files": {k: str(v) for k, v in result.files.items()}}
+        )
+        return
+    s = result.summary
+    console.print(
+        f"[bold]{s['name']}[/bold]: {s['rows']} rows, labels {s['labels']}, duplicates "
+        f"{s['duplicates']}, near-duplicates {s['near_duplicates']}, conflicting labels "
+        f"{s['conflicting_labels']}, languages {s['languages']}"
+    )
+    for name, stats in s["token_length"].items():
+        console.print(
+            f"tokens ({name}): {stats} — over max_length {s['max_length']}: {s['truncated'][name]}"
+        )
+    console.print(f"report: [cyan]{result.files['html']}[/cyan]")
