@@ -70,6 +70,16 @@ def train(
     """
     try:
         data = datasets.resolve_training_data(settings, config)
+        if progress is not None and data.report.warning_count:
+            kinds = ", ".join(
+                f"{code.split(':', 1)[1]} {n}"
+                for code, n in sorted(data.report.counts.items())
+                if code.startswith("warning:")
+            )
+            progress.note(
+                f"data: {data.report.warning_count} warning(s) ({kinds}); "
+                "details: loralab data validate FILE"
+            )
         prepared = prepare_training(data.config)
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None

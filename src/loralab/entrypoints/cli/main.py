@@ -39,6 +39,7 @@ def _quiet_libraries() -> None:
     import logging
     import warnings
 
+    import mlflow  # noqa: F401 - configures its loggers on import; quieten them after
     from transformers.utils import logging as hf_logging
 
     warnings.filterwarnings("ignore", category=FutureWarning)
