@@ -24,7 +24,7 @@ _EXPORTS = {
     "load_predictor": "inference",
     "TrainingFailed": "errors",
     "TrainResult": "loop",
-    "prepare_training": "loop",
+    "prepare_training": "prepare",
     "resume_training": "loop",
     "run_training": "loop",
 }
@@ -50,10 +50,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from loralab.training.inference import Prediction, Predictor, load_predictor
     from loralab.training.loop import (
         TrainResult,
-        prepare_training,
         resume_training,
         run_training,
     )
+    from loralab.training.prepare import prepare_training
 
 
 def __getattr__(name: str) -> Any:

@@ -16,34 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
-    PreTrainedTokenizerBase,
-    Trainer,
     TrainerCallback,
-    TrainerControl,
-    TrainerState,
     TrainingArguments,
-    set_seed,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from loralab import __version__
 from loralab.training import checkpoints as ckpt
-from loralab.training.catalog import ResolvedModel, resolve_model
+from loralab.training.callbacks import GuardedTrainer, RunCallback
 from loralab.training.config import ConfigError, TrainConfig, build_config, load_config, save_config
-from loralab.training.data import (
-    LabelledTexts,
-    build_label_list,
-    encode_labels,
-    fingerprint,
-    read_labelled_texts,
-    stratified_split,
-)
-from loralab.training.devices import DeviceChoice, select_device
-from loralab.training.errors import TrainingFailed
 from loralab.training.interfaces import (
     MetricLogger,
     NeverStop,
@@ -53,12 +37,8 @@ from loralab.training.interfaces import (
     StopSignal,
 )
 from loralab.training.metrics import classification_report, plot_confusion_matrix, summary_metrics
-from loralab.training.model import (
-    build_lora_model,
-    load_tokenizer,
-    trainable_parameters,
-    write_json,
-)
+from loralab.training.model import trainable_parameters, write_json
+from loralab.training.prepare import Prepared, prepare_training
 from loralab.training.runs import RunPaths, create_run, discard_run, read_state, update_state
 
 log = logging.getLogger("loralab.training")
@@ -77,23 +57,6 @@ RESUMABLE_FIELDS = {
 
 
 @dataclass
-class Prepared:
-    """Everything a run needs, checked and loaded, before anything is written."""
-
-    config: TrainConfig
-    device: DeviceChoice
-    base: ResolvedModel
-    labels: list[str]
-    train: list[dict[str, Any]]
-    validation: list[dict[str, Any]]
-    tokenizer: PreTrainedTokenizerBase
-    model: Any
-    fingerprint: str
-    train_rows: int
-    validation_rows: int
-
-
-@dataclass
 class TrainResult:
     run: RunPaths
     status: str  # succeeded | stopped
@@ -105,233 +68,6 @@ class TrainResult:
     device: str
     tracker_run_id: str
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _tokenize(
-    tokenizer: PreTrainedTokenizerBase, texts: list[str], labels: list[int], max_length: int
-) -> list[dict[str, Any]]:
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    keys = list(encoded.keys())
-    return [{**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(texts))]
-
-
-def _load_data(config: TrainConfig) -> tuple[LabelledTexts, LabelledTexts, list[str], str]:
-    train = read_labelled_texts(config.train_file, config.text_column, config.label_column)
-    label_list = build_label_list(train.labels, config.labels)
-    train_ids = encode_labels(train, label_list)
-    if len(set(train_ids)) < 2:
-        raise ConfigError(f"{config.train_file}: a single class; a classifier needs two or more")
-    if config.validation_file:
-        val = read_labelled_texts(config.validation_file, config.text_column, config.label_column)
-        encode_labels(val, label_list)
-        return train, val, label_list, fingerprint(train, val)
-    train_idx, val_idx = stratified_split(train_ids, config.validation_split, config.seed)
-
-    def pick(idx: list[int], name: str) -> LabelledTexts:
-        return LabelledTexts(
-            [train.texts[i] for i in idx], [train.labels[i] for i in idx], f"{train.source}:{name}"
-        )
-
-    return pick(train_idx, "train"), pick(val_idx, "validation"), label_list, fingerprint(train)
-
-
-def prepare_training(config: TrainConfig) -> Prepared:
-    """Check and load everything; raises ConfigError/DataError/DeviceError/ModelSourceError."""
-    device = select_device(config.device, config.precision)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    base = resolve_model(config.base_model)
-    train, val, labels, data_fp = _load_data(config)
-    tokenizer = load_tokenizer(base)
-    index = {name: i for i, name in enumerate(labels)}
-    train_rows = _tokenize(
-        tokenizer, train.texts, [index[x] for x in train.labels], config.max_length
-    )
-    val_rows = _tokenize(tokenizer, val.texts, [index[x] for x in val.labels], config.max_length)
-    # Evaluation order does not change metrics; sorted by length, its batches carry no padding.
-    val_rows.sort(key=lambda row: len(row["input_ids"]))
-    set_seed(config.seed)
-    model = build_lora_model(
-        base,
-        labels,
-        config.lora_r,
-        config.lora_alpha,
-        config.lora_dropout,
-        config.lora_target_modules,
-    )
-    return Prepared(
-        config,
-        device,
-        base,
-        labels,
-        train_rows,
-        val_rows,
-        tokenizer,
-        model,
-        data_fp,
-        len(train_rows),
-        len(val_rows),
-    )
-
-
-class _Trainer(Trainer):
-    """Trainer that fails clearly on a non-finite loss instead of training on garbage."""
-
-    step_loss = float("nan")
-
-    def compute_loss(  # type: ignore[override]
-        self, model: Any, inputs: Any, return_outputs: bool = False, **kwargs: Any
-    ) -> Any:
-        result: Any = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        if model.training:
-            loss = result[0] if return_outputs else result
-            self.step_loss = float(loss.detach().float())
-            if not math.isfinite(self.step_loss):
-                raise TrainingFailed(
-                    f"loss became {self.step_loss} at step {self.state.global_step + 1}: "
-                    "training diverged. Lower learning_rate, or use precision=fp32."
-                )
-        return result
-
-
-class _RunCallback(TrainerCallback):
-    """Bridges Trainer events to progress, tracking, the stop signal and checkpoint retention."""
-
-    def __init__(
-        self,
-        config: TrainConfig,
-        run: RunPaths,
-        logger: MetricLogger,
-        progress: ProgressReporter,
-        stop: StopSignal,
-    ) -> None:
-        self.config = config
-        self.run = run
-        self.logger = logger
-        self.progress = progress
-        self.stop = stop
-        self.stopped = False
-        self.history: list[dict[str, float]] = []
-        self.eval_seconds = 0.0
-        self.started = 0.0
-        self.finished = 0.0
-        self.first_step = 0
-        self.last_loss = float("nan")
-        self.retention = ckpt.Retention(None, None, None, ())
-        self.trainer: _Trainer | None = None
-
-    def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
-    ) -> None:
-        if state.train_batch_size and state.train_batch_size != self.config.batch_size:
-            message = (
-                f"out of memory at batch size {self.config.batch_size}: "
-                f"training with batch size {state.train_batch_size}"
-            )
-            log.warning(message)
-            self.progress.note(message)
-        self.started = time.perf_counter()
-        self.first_step = state.global_step
-        self.progress.start(state.max_steps)
-        self.progress.advance(state.global_step, {})
-
-    def on_step_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
-    ) -> None:
-        step_loss = self.trainer.step_loss if self.trainer else float("nan")
-        scheduler = kw.get("lr_scheduler")
-        per_step = {"train_loss": step_loss}
-        if scheduler is not None:
-            per_step["learning_rate"] = float(scheduler.get_last_lr()[0])
-        self.logger.log_metrics(per_step, state.global_step)
-        self.progress.advance(state.global_step, {"loss": self.last_loss})
-        if self.stop.is_set() and not self.stopped:
-            self.stopped = True
-            self.progress.note("stop requested: evaluating and saving a last checkpoint")
-            log.info("stop requested at step %d", state.global_step)
-            control.should_training_stop = True
-            control.should_evaluate = True
-            control.should_save = True
-
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, float] | None = None,
-        **kw: Any,
-    ) -> None:
-        logs = logs or {}
-        if "loss" in logs:
-            self.last_loss = float(logs["loss"])
-            metrics = {"train_loss_avg": self.last_loss}
-            if "learning_rate" in logs:
-                metrics["learning_rate"] = float(logs["learning_rate"])
-            if "grad_norm" in logs:
-                metrics["grad_norm"] = float(logs["grad_norm"])
-            self.logger.log_metrics(
-                {k: v for k, v in metrics.items() if k != "learning_rate"}, state.global_step
-            )
-            log.info(
-                "step %d epoch %.2f %s",
-                state.global_step,
-                state.epoch or 0.0,
-                " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
-            )
-
-    def on_evaluate(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        metrics: dict[str, float] | None = None,
-        **kw: Any,
-    ) -> None:
-        metrics = metrics or {}
-        self.eval_seconds += float(metrics.get("eval_runtime", 0.0))
-        values = {
-            k.removeprefix("eval_"): float(v)
-            for k, v in metrics.items()
-            if k in {"eval_loss", "eval_accuracy", "eval_macro_f1"}
-        }
-        entry = {"step": float(state.global_step), "epoch": float(state.epoch or 0.0), **values}
-        self.history.append(entry)
-        self.logger.log_metrics({f"val_{k}": v for k, v in values.items()}, state.global_step)
-        log.info(
-            "evaluation at step %d: %s",
-            state.global_step,
-            " ".join(f"{k}={v:.4f}" for k, v in values.items()),
-        )
-        self.progress.note(
-            f"eval step {state.global_step}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items())
-        )
-
-    def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
-    ) -> None:
-        output_dir = Path(str(args.output_dir))
-        folder = output_dir / f"checkpoint-{state.global_step}"
-        metric = next(
-            (
-                h.get(self.config.metric_for_best)
-                for h in reversed(self.history)
-                if int(h["step"]) == state.global_step
-            ),
-            None,
-        )
-        if folder.is_dir():
-            ckpt.mark_complete(folder, state.global_step, metric)
-        self.retention = ckpt.apply_retention(
-            output_dir,
-            self.config.metric_for_best != "loss",
-            self.config.fastest_tolerance,
-        )
-
-    def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
-    ) -> None:
-        self.finished = time.perf_counter()
-        self.progress.finish()
 
 
 def _training_arguments(prepared: Prepared, output_dir: Path, train_rows: int) -> TrainingArguments:
@@ -557,11 +293,11 @@ def _train(
     tracker_id: str,
 ) -> TrainResult:
     config = prepared.config
-    callback = _RunCallback(config, run, logger, progress, stop)
+    callback = RunCallback(config, run, logger, progress, stop)
     callbacks: list[TrainerCallback] = [callback]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
-    trainer = _Trainer(
+    trainer = GuardedTrainer(
         model=prepared.model,
         args=_training_arguments(prepared, run.checkpoints, prepared.train_rows),
         train_dataset=prepared.train,
