@@ -5,27 +5,22 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from loralab.entrypoints.cli.common import console, err_console, guard
 from loralab.errors import LoralabError
 from loralab.settings import load_settings
-
-T = TypeVar("T")
 
 data_app = typer.Typer(
     help="Validate, version and analyse datasets. A dataset is a file (.csv, .tsv, .jsonl, "
     ".parquet) or a registered NAME@VERSION (NAME@latest, NAME@v2, or a fingerprint prefix).",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -38,15 +33,6 @@ ConfigOption = Annotated[
 TextColumn = Annotated[str | None, typer.Option(help="Text column (default: text).")]
 LabelColumn = Annotated[str | None, typer.Option(help="Label column (default: label).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-def _guard(action: Callable[[], T]) -> T:
-    """Domain errors become one clear line and exit code 2."""
-    try:
-        return action()
-    except LoralabError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}")
-        raise typer.Exit(2) from None
 
 
 def _spec(config: Path | None, text_column: str | None, label_column: str | None) -> Any:
@@ -129,7 +115,7 @@ def validate(
             val = load_config(config).validation_file
         return service.validate_dataset(settings, file, spec, val, measure_tokens=not no_tokens)
 
-    report = _guard(run)
+    report = guard(run)
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -195,7 +181,7 @@ def versions(
     """Every version of a dataset, oldest first."""
     from loralab.datasets import service
 
-    found = _guard(lambda: service.list_versions(load_settings(), name))
+    found = guard(lambda: service.list_versions(load_settings(), name))
     if as_json:
         _print_json([{k: v for k, v in x.to_dict().items() if k != "report"} for x in found])
         return
@@ -225,7 +211,7 @@ def show(
     from loralab.datasets import service
 
     settings = load_settings()
-    version = _guard(lambda: service.show_version(settings, ref))
+    version = guard(lambda: service.show_version(settings, ref))
     if as_json:
         _print_json(
             {**version.to_dict(), "file": str(service.store_for(settings).file_of(version))}
@@ -260,7 +246,7 @@ def diff(
     """Rows added, removed and relabelled between two versions (matched by text)."""
     from loralab.datasets import service
 
-    result = _guard(lambda: service.diff_versions(load_settings(), old, new))
+    result = guard(lambda: service.diff_versions(load_settings(), old, new))
     if as_json:
         _print_json(result.to_dict())
         return
@@ -303,7 +289,7 @@ def analyze(
     from loralab.datasets import service
 
     settings = load_settings()
-    result = _guard(
+    result = guard(
         lambda: service.analyze_dataset(
             settings, source, out, _spec(config, text_column, label_column), tokenizer
         )

@@ -8,14 +8,13 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from loralab.entrypoints.cli.common import console, err_console, guard
 from loralab.entrypoints.cli.data import data_app
-from loralab.errors import LoralabError
 from loralab.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -28,10 +27,6 @@ runs_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(data_app, name="data")
-
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
 
 
 def _quiet_libraries() -> None:
@@ -48,20 +43,6 @@ def _quiet_libraries() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def _guard(action: Callable[[], T]) -> T:
-    """Run an action; turn domain errors into one clear line and a non-zero exit."""
-    from loralab.training.errors import TrainingFailed
-
-    try:
-        return action()
-    except LoralabError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}")
-        raise typer.Exit(2) from None
-    except TrainingFailed as err:
-        err_console.print(f"[bold red]training failed:[/bold red] {err}")
-        raise typer.Exit(1) from None
 
 
 def _graceful_stop() -> threading.Event:
@@ -110,7 +91,7 @@ def train(
     from loralab.training.config import load_config
 
     settings = load_settings()
-    cfg = _guard(lambda: _load_config(load_config, config, overrides or []))
+    cfg = guard(lambda: _load_config(load_config, config, overrides or []))
     _quiet_libraries()
     from loralab.experiments import service
 
@@ -121,7 +102,7 @@ def train(
         f"train_file={cfg.train_file}"
     )
     stop = _graceful_stop()
-    result = _guard(
+    result = guard(
         lambda: service.train(settings, cfg, RichProgress(console, cfg.batch_size), stop)
     )
     _print_result(settings, result)
@@ -157,7 +138,7 @@ def resume(
     _quiet_libraries()
     settings = load_settings()
     stop = _graceful_stop()
-    result = _guard(
+    result = guard(
         lambda: service.resume(settings, run, overrides or [], RichProgress(console, 1), stop)
     )
     _print_result(settings, result)
@@ -239,7 +220,7 @@ def runs_show(
 
     settings = load_settings()
     run_id = _resolve_run_id(settings, run)
-    detail = _guard(lambda: service.show_run(settings, run_id))
+    detail = guard(lambda: service.show_run(settings, run_id))
     if as_json:
         summary = detail["summary"]
         out = {**detail, "summary": {**summary.__dict__, "path": str(summary.path)}}
@@ -282,7 +263,7 @@ def _resolve_run_id(settings: Settings, run: str) -> str:
         return run
     from loralab.experiments import service
 
-    return _guard(lambda: service.latest_run(settings)).run_id
+    return guard(lambda: service.latest_run(settings)).run_id
 
 
 @app.command()
@@ -298,7 +279,7 @@ def predict(
     _quiet_libraries()
     settings = load_settings()
     run_id = _resolve_run_id(settings, run)
-    predictions = _guard(lambda: service.predict(settings, run_id, texts, device))
+    predictions = guard(lambda: service.predict(settings, run_id, texts, device))
     if as_json:
         for text, p in zip(texts, predictions, strict=True):
             sys.stdout.write(json.dumps({"text": text, **p.__dict__}, ensure_ascii=False) + "\n")
