@@ -251,3 +251,23 @@ def test_out_of_memory_shrinks_the_batch(
     assert (
         "out of memory at batch size 16: training with batch size 4" in result.run.logs.read_text()
     )
+
+
+def test_unreachable_tracking_server_fails_fast_and_leaves_no_run(
+    tmp_path: Path, tiny_bert: Path, sentiment_csv: Path
+) -> None:
+    import time
+
+    from loralab.adapters.tracking import TrackingUnavailable
+    from loralab.settings import MlflowSettings
+
+    settings = Settings(
+        storage=StorageSettings(results_dir=tmp_path / "results"),
+        mlflow=MlflowSettings(tracking_uri="http://127.0.0.1:9"),  # nothing listens there
+    )
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match="not reachable"):
+        service.train(settings, config_for(tiny_bert, sentiment_csv))
+    assert time.monotonic() - started < 60
+    experiment_dir = settings.storage.results_dir / "tiny"
+    assert not experiment_dir.exists() or not any(experiment_dir.iterdir())

@@ -13,9 +13,16 @@ from typing import Any
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from loralab.errors import LoralabError
 from loralab.settings import Settings
 
 RUN_ID_TAG = "loralab.run_id"
+
+
+class TrackingUnavailable(LoralabError):
+    """The MLflow store cannot be reached or written."""
+
+
 FLUSH_SECONDS = 2.0
 FLUSH_COUNT = 500
 
@@ -61,15 +68,36 @@ class MlflowTracker:
         location = f"{self.artifacts}/{name}" if self.artifacts else None
         return str(self.client.create_experiment(name, artifact_location=location))
 
+    def _check_server(self) -> None:
+        """Fail in seconds, not after MLflow's minutes of retries, when a server is down."""
+        if not self.uri.startswith(("http://", "https://")):
+            return
+        import requests
+
+        try:
+            requests.get(f"{self.uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        except requests.RequestException as err:
+            raise TrackingUnavailable(
+                f"MLflow tracking server {self.uri} is not reachable ({type(err).__name__}); "
+                "start it, or unset LORALAB_MLFLOW__TRACKING_URI to use the embedded store"
+            ) from None
+
     def start_run(self, experiment: str, run_name: str, existing: str | None) -> str:
-        if existing:
-            self.client.update_run(existing, status="RUNNING")
-            self.run_id = existing
-        else:
-            run = self.client.create_run(
-                self._experiment_id(experiment), run_name=run_name, tags={RUN_ID_TAG: run_name}
-            )
-            self.run_id = run.info.run_id
+        self._check_server()
+        try:
+            if existing:
+                self.client.update_run(existing, status="RUNNING")
+                self.run_id = existing
+            else:
+                run = self.client.create_run(
+                    self._experiment_id(experiment), run_name=run_name, tags={RUN_ID_TAG: run_name}
+                )
+                self.run_id = run.info.run_id
+        except Exception as err:  # noqa: BLE001 - any store failure means the same to the user
+            raise TrackingUnavailable(
+                f"MLflow tracking store {self.uri} cannot start a run: {type(err).__name__}: "
+                f"{str(err)[:300]}"
+            ) from None
         return self.run_id
 
     def _require_run(self) -> str:

@@ -97,7 +97,9 @@ class RunCallback(TrainerCallback):
         if scheduler is not None:
             per_step["learning_rate"] = float(scheduler.get_last_lr()[0])
         self.logger.log_metrics(per_step, state.global_step)
-        self.progress.advance(state.global_step, {"loss": self.last_loss})
+        # The bar shows the logged (averaged) loss; before the first log, the step's own loss.
+        shown = self.last_loss if math.isfinite(self.last_loss) else step_loss
+        self.progress.advance(state.global_step, {"loss": shown})
         if self.stop.is_set() and not self.stopped:
             self.stopped = True
             self.progress.note("stop requested: evaluating and saving a last checkpoint")
