@@ -60,6 +60,22 @@ class DatasetSettings(BaseModel):
     )
 
 
+class RegistrySettings(BaseModel):
+    card_dir: Path | None = Field(
+        default=None,
+        description="Model card folder. Empty: data/model_registry beside the results home "
+        "(./data/model_registry with the default results home).",
+    )
+    promotion_gate: bool = Field(
+        default=True,
+        description="Production needs gate_metric at least as good as the current Production "
+        "on the same dataset version (override per promotion with a reason).",
+    )
+    gate_metric: str = Field(
+        default="accuracy", min_length=1, description="Metric the promotion gate compares."
+    )
+
+
 class Settings(BaseSettings):
     """All runtime settings of loralab (not experiment settings: those live in TrainConfig)."""
 
@@ -70,11 +86,17 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     @property
     def dataset_store_dir(self) -> Path:
         """Where registered datasets live: the configured store or <results home>/datasets."""
         return self.datasets.store_dir or self.storage.results_dir / "datasets"
+
+    @property
+    def registry_card_dir(self) -> Path:
+        """Model cards: the configured folder or <results home>/../data/model_registry."""
+        return self.registry.card_dir or self.storage.results_dir.parent / "data" / "model_registry"
 
 
 def load_settings() -> Settings:

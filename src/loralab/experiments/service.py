@@ -37,6 +37,7 @@ from loralab.training.runs import (
     list_runs,
     read_metrics,
     read_state,
+    update_state,
 )
 
 INPUT_ERRORS = (ConfigError, DataError, DeviceError, ModelSourceError)
@@ -60,8 +61,15 @@ def train(
     config: TrainConfig,
     progress: ProgressReporter | None = None,
     stop: StopSignal | None = None,
+    *,
+    user: str | None = None,
+    model_name: str | None = None,
 ) -> TrainResult:
     """Check the config, data and model, then train and track the run in MLflow.
+
+    A succeeded run is registered as a new model version (Staging) named ``model_name`` (default:
+    the experiment name) with a model card; a failed registration is logged and noted, the run
+    is kept (its state records ``registration_error``).
 
     ``train_file`` / ``validation_file`` may name registered datasets (``NAME@VERSION`` or
     ``NAME@latest``): they resolve to the stored copies, the data is validated before any model
@@ -94,7 +102,68 @@ def train(
         extra_tags=data.tags,
     )
     _record_data(settings, tracker, result, data)
+    if result.status == "succeeded":
+        _register(settings, result, data, prepared, user, model_name, progress)
     return result
+
+
+def _register(
+    settings: Settings,
+    result: TrainResult,
+    data: datasets.TrainingData,
+    prepared: Any,
+    user: str | None,
+    model_name: str | None,
+    progress: ProgressReporter | None,
+) -> None:
+    """Register the run in the model registry; never lose the trained run over it."""
+    import getpass
+
+    from loralab.registry.service import RegistryService, dataset_ref
+
+    config = data.config
+    train = data.versions.get("train")
+    if train is not None:
+        dataset = dataset_ref(train.name, train.version, train.fingerprint)
+    else:
+        dataset = dataset_ref(Path(config.train_file).name, None, prepared.fingerprint)
+    metrics = {
+        k: float(result.report[k])
+        for k in ("accuracy", "macro_f1")
+        if isinstance(result.report.get(k), int | float)
+    }
+    training = {
+        k: getattr(config, k)
+        for k in ("epochs", "batch_size", "learning_rate", "max_length", "weight_decay")
+    }
+    try:
+        card = RegistryService(settings).register_run(
+            name=model_name or config.experiment,
+            run_id=result.tracker_run_id,
+            base_model=config.base_model,
+            language=prepared.base.language,
+            labels=list(prepared.labels),
+            metrics=metrics,
+            dataset=dataset,
+            lora={
+                "r": config.lora_r,
+                "alpha": config.lora_alpha,
+                "dropout": config.lora_dropout,
+                "target_modules": list(config.lora_target_modules or []) or None,
+            },
+            training=training,
+            created_by=user or getpass.getuser(),
+            tags={"experiment": config.experiment, "loralab.run_id": result.run.run_id},
+        )
+    except Exception as err:  # noqa: BLE001 - the model is trained; registration is extra
+        log.warning("registering run %s failed: %s", result.run.run_id, err)
+        update_state(result.run, registration_error=str(err))
+        if progress is not None:
+            progress.note(f"model registration failed (run kept): {err}")
+        return
+    update_state(result.run, registered_model=card.ref)
+    if progress is not None:
+        progress.note(f"registered model {card.ref} (Staging)")
 
 
 def _record_data(

@@ -1,0 +1,1 @@
+"""Model registry: model cards, stages on MLflow aliases and tags, search, recommendation."""
