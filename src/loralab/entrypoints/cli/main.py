@@ -169,6 +169,14 @@ def _print_result(settings: Settings, result: Any) -> None:
     console.print(f"MLflow run:  {result.tracker_run_id}")
     console.print(f"MLflow UI:   [green]{_mlflow_hint(settings)}[/green]")
     console.print(f'predict:     loralab predict --run {result.run.run_id} "some text"')
+    from loralab.training.runs import read_state
+
+    state = read_state(result.run)
+    if state.get("registered_model"):
+        model = state["registered_model"]
+        console.print(f"registered:  {model} (Staging) — loralab models promote {model}")
+    elif state.get("registration_error"):
+        console.print(f"[yellow]not registered:[/yellow] {state['registration_error']}")
 
 
 @runs_app.command("list")
