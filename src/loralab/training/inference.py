@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +67,6 @@ class Predictor:
                     )
                 )
         return results
-
-    def timed_predict(self, texts: list[str]) -> tuple[list[Prediction], float]:
-        start = time.perf_counter()
-        out = self.predict(texts)
-        return out, (time.perf_counter() - start) * 1000.0
 
 
 def load_predictor(run: RunPaths, device: str = "auto", precision: str = "auto") -> Predictor:

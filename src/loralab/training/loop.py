@@ -27,7 +27,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from loralab import __version__
 from loralab.training import checkpoints as ckpt
 from loralab.training.callbacks import GuardedTrainer, RunCallback
-from loralab.training.config import ConfigError, TrainConfig, build_config, load_config, save_config
+from loralab.training.config import ConfigError, TrainConfig, load_config, save_config
 from loralab.training.interfaces import (
     MetricLogger,
     NeverStop,
@@ -408,8 +408,3 @@ def _save_model(prepared: Prepared, run: RunPaths) -> None:
             "loralab_version": __version__,
         },
     )
-
-
-def train_from_mapping(data: dict[str, Any], results_dir: Path, **kwargs: Any) -> TrainResult:
-    """Notebook helper: ``train_from_mapping({"train_file": ...}, Path("results"))``."""
-    return run_training(build_config(data), results_dir, **kwargs)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab.training.checkpoints import write_json_atomic
-from loralab.training.config import TrainConfig, load_config, save_config
+from loralab.training.config import TrainConfig, save_config
 
 RUN_ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
 
@@ -139,7 +139,3 @@ def list_runs(results_dir: Path) -> list[RunPaths]:
         return []
     runs = [RunPaths(p.parent) for p in results_dir.glob("*/*/config.yaml")]
     return sorted(runs, key=lambda r: r.run_id, reverse=True)
-
-
-def load_run_config(paths: RunPaths, overrides: list[str] | None = None) -> TrainConfig:
-    return load_config(paths.config, overrides)
