@@ -64,6 +64,8 @@ def test_register_versions_show_diff_analyze(env: Path, tmp_path: Path) -> None:
 
     listed = json.loads(invoke("versions", "reviews", "--json").output)
     assert [v["version"] for v in listed] == ["v1", "v2"]
+    datasets = json.loads(invoke("list", "--json").output)
+    assert [(d["name"], d["version"]) for d in datasets] == [("reviews", "v2")]
     shown = json.loads(invoke("show", "reviews@latest", "--json").output)
     assert shown["version"] == "v2" and shown["rows"] == 30 and Path(shown["file"]).is_file()
     diff = json.loads(invoke("diff", "reviews@v1", "reviews@v2", "--json").output)

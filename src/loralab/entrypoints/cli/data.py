@@ -173,6 +173,27 @@ def _when(stamp: float) -> str:
     return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
 
 
+@data_app.command("list")
+def list_(as_json: JsonFlag = False) -> None:
+    """Every registered dataset with its latest version."""
+    from loralab.datasets import service
+
+    found = guard(lambda: service.list_datasets(load_settings()))
+    if as_json:
+        _print_json([{k: v for k, v in x.to_dict().items() if k != "report"} for x in found])
+        return
+    if not found:
+        console.print("no datasets registered yet: loralab data register NAME FILE")
+        return
+    table = Table(title="registered datasets (latest versions)")
+    for column in ("dataset", "rows", "labels", "registered by", "at"):
+        table.add_column(column, overflow="fold")
+    for v in found:
+        labels = ", ".join(f"{k}: {n}" for k, n in v.label_counts.items())
+        table.add_row(v.ref, str(v.rows), labels, v.registered_by, _when(v.registered_at))
+    console.print(table)
+
+
 @data_app.command()
 def versions(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
