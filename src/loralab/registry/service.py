@@ -450,7 +450,8 @@ class RegistryService:
         self._history(name, version, Stage.PRODUCTION, Stage.ARCHIVED, user, reason)
 
     def reconcile(self, name: str | None = None) -> list[Change]:
-        """Make every card's stage equal the registry's (and drop stale Production tags)."""
+        """Make every card's stage equal the registry's (and drop stale Production tags);
+        report registry versions that have no card and cards the registry does not know."""
         names = sorted({c.name for c in self.store.all_cards()})
         if name is not None:
             if name not in names:
@@ -460,7 +461,12 @@ class RegistryService:
         for model in names:
             with self.store.lock(model):
                 production = self.registry.alias_target(model, PRODUCTION_ALIAS)
+                carded = {str(c.version) for c in self.store.all_cards() if c.name == model}
                 for version in self.registry.versions(model):
+                    if str(version.version) not in carded:  # a crash between MLflow and card
+                        changes.append(
+                            Change(f"{model}@{version.version}", "missing card", None, None)
+                        )
                     if version.stage == "Production" and version.version != production:
                         self.registry.set_stage_tag(model, version.version, "Archived")
                         changes.append(

@@ -210,3 +210,11 @@ def test_reconcile_repairs_tampered_cards(
     assert service.reconcile() == []
     with pytest.raises(NotFound):
         service.reconcile("nothing")
+
+
+def test_reconcile_reports_a_version_without_card(service: RegistryService) -> None:
+    register(service)
+    register(service)
+    service.store.path_of("sentiment", "2").unlink()  # as if it crashed before the card write
+    changes = service.reconcile("sentiment")
+    assert [(c.ref, c.what) for c in changes] == [("sentiment@2", "missing card")]
