@@ -9,6 +9,8 @@ a registered ``NAME@VERSION`` (``NAME@latest``). Errors are domain errors from
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -297,6 +299,31 @@ def analyze_dataset(
         raise InvalidInput(f"{source}: no valid rows to analyse")
     files = write_report(profile, Path(out_dir))
     return Analysis(profile.summary(), files, profile)
+
+
+def version_analysis(settings: Settings, version: DatasetVersion, spec: DataSpec) -> Path:
+    """The analysis of a registered version, computed once and kept beside the stored copy.
+
+    A version is immutable, so every run that trains on it reuses the same report; the key
+    includes what changes the result (tokenizer and max_length).
+    """
+    store = store_for(settings)
+    model = "".join(c if c.isalnum() or c in "-_" else "_" for c in spec.base_model)[-60:]
+    folder = store.root / "analysis" / f"{version.fingerprint}-{model}-{spec.max_length}"
+    if (folder / "report.html").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".analysis-", dir=folder.parent))
+    try:
+        analyze_dataset(settings, version.ref, scratch, spec)
+        try:
+            scratch.rename(folder)  # atomic; a concurrent run may have won the race
+        except OSError:
+            if not (folder / "report.html").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
 
 
 def _checked_rows(path: Path, spec: DataSpec, settings: Settings) -> Iterator[tuple[str, str]]:

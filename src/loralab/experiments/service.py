@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -192,7 +193,7 @@ def _record_data(
     out = result.run.root / "data_analysis"
     try:
         spec = datasets.DataSpec.from_config(data.config)
-        datasets.analyze_dataset(settings, train.ref, out, spec)
+        shutil.copytree(datasets.version_analysis(settings, train, spec), out)
     except Exception as err:  # noqa: BLE001 - the model is trained; the analysis is extra
         log.warning("analysis of %s failed: %s", train.ref, err)
         return

@@ -37,3 +37,28 @@ def test_detect_language_by_script() -> None:
     assert detect_language("这是中文") == "Chinese"
     assert detect_language("これは日本語") == "Japanese"
     assert detect_language("12345 !!") == "other"
+
+
+def test_a_registered_version_is_analysed_once(tmp_path: Path) -> None:
+    """Every run on the same immutable version reuses one analysis instead of recomputing it."""
+    import csv
+
+    from loralab.datasets import service
+    from loralab.settings import Settings, StorageSettings
+
+    settings = Settings(storage=StorageSettings(results_dir=tmp_path / "results"))
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(
+            [("text", "label"), *[(f"{t} {i}", lab) for i, (t, lab) in enumerate(ROWS)]]
+        )
+    version = service.register_dataset(
+        settings, "reviews", path, user="alice", spec=service.DataSpec()
+    ).version
+    spec = service.DataSpec(max_length=16)
+    first = service.version_analysis(settings, version, spec)
+    stamp = (first / "report.html").stat().st_mtime_ns
+    second = service.version_analysis(settings, version, spec)
+    assert second == first and (second / "report.html").stat().st_mtime_ns == stamp
+    assert service.version_analysis(settings, version, service.DataSpec(max_length=8)) != first
+    assert not [p for p in first.parent.iterdir() if p.name.startswith(".analysis-")]
