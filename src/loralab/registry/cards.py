@@ -123,15 +123,19 @@ def card_text(card: ModelCard) -> str:
     ).strip()
 
 
+def _invalid(err: ValidationError) -> InvalidInput:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in err.errors()
+    )
+    return InvalidInput(f"invalid model card: {problems}")
+
+
 def validate_card(data: dict[str, Any]) -> ModelCard:
     """A card from a dict, or InvalidInput naming every bad field."""
     try:
         return ModelCard.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in err.errors()
-        )
-        raise InvalidInput(f"invalid model card: {problems}") from None
+        raise _invalid(err) from None
 
 
 def validate_card_json(data: bytes | str) -> ModelCard:
@@ -139,10 +143,7 @@ def validate_card_json(data: bytes | str) -> ModelCard:
     try:
         return ModelCard.model_validate_json(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in err.errors()
-        )
-        raise InvalidInput(f"invalid model card: {problems}") from None
+        raise _invalid(err) from None
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
