@@ -41,6 +41,7 @@ from loralab.training import (  # noqa: E402
     run_training,
 )
 from loralab.training.devices import cpu_supports_bf16  # noqa: E402
+from machine import load_before_measuring
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "sst2.yaml"
@@ -215,17 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_transformers()
     config: TrainConfig = args.train_config
     cores = os.cpu_count() or 1
-    load = os.getloadavg()
+    load = load_before_measuring()
     print(
         f"recipe {args.config}: {config.base_model} on {config.train_file}, validated on "
         f"{config.validation_file}; {cores} cores, {torch.get_num_threads()} torch threads"
     )
-    if load[0] > 0.5 * cores:
-        print(
-            f"warning: load average {load[0]:.2f} on {cores} cores: other work is running; "
-            "times will be long and noisy",
-            flush=True,
-        )
 
     with RssSampler(args.sample_interval) as sampler:
         started = time.perf_counter()

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import load_before_measuring
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
 TARGETS = {"validate": 10.0, "analyze": 30.0}
@@ -87,9 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_file():
         raise SystemExit(f"{args.data} not found (the shared SST-2 data lives in ../shared/data)")
-    load = os.getloadavg()[0]
-    if load > 1.0:
-        print(f"warning: load average {load:.1f}: other work competes for the cores")
+    load_before_measuring()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         lines = args.data.read_text(encoding="utf-8").splitlines(keepends=True)

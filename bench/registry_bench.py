@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import load_before_measuring
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS_MS = {"search_p95": 50.0, "recommend_p95": 100.0}
 LANGUAGES = ["English", "Chinese", "French", "German", "Spanish"]
@@ -121,9 +123,7 @@ def main() -> None:
     from loralab.registry.store import CardStore
     from loralab.settings import RegistrySettings, Settings, StorageSettings
 
-    load = os.getloadavg()[0]
-    if load > 1.0:
-        print(f"warning: load average {load:.1f}: other work competes for the cores")
+    load_before_measuring()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             storage=StorageSettings(results_dir=Path(tmp) / "results"),

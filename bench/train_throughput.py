@@ -51,6 +51,7 @@ from loralab.training.catalog import ResolvedModel, resolve_model  # noqa: E402
 from loralab.training.data import LabelledTexts, read_labelled_texts  # noqa: E402
 from loralab.training.devices import cpu_supports_bf16, select_device  # noqa: E402
 from loralab.training.model import build_lora_model, load_tokenizer  # noqa: E402
+from machine import load_before_measuring
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "sst2"
@@ -515,23 +516,10 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def check_load() -> tuple[float, float, float]:
-    """The load average; warn when other work competes for the cores (numbers would be low)."""
-    load = os.getloadavg()
-    cores = os.cpu_count() or 1
-    if load[0] > 0.5 * cores:
-        print(
-            f"warning: load average {load[0]:.2f} on {cores} cores: other work is running, "
-            "and throughput figures will be low and noisy",
-            flush=True,
-        )
-    return load
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_transformers()
-    load_before = check_load()
+    load_before = load_before_measuring()
     base = resolve_model(args.base_model)
     train, dev = load_subset(args.data, args.rows, args.eval_rows)
     print(
@@ -559,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
     data = report(measurements, args)
     data["machine"]["load_average_before"] = [round(x, 2) for x in load_before]
-    data["machine"]["load_average_after"] = [round(x, 2) for x in check_load()]
+    data["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {args.out}")
