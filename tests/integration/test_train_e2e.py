@@ -181,6 +181,10 @@ def test_stop_then_resume_continues_same_run(
     total_steps = 3 * 16  # 128 train rows / batch 8 = 16 steps per epoch
     assert json.loads(run.metrics.read_text())["train"]["steps"] == total_steps
     assert all((path / MARKER).is_file() for path, _ in read_checkpoints(run.checkpoints))
+    # Stopped runs are not registered; the run that finished on resume is, with its lineage.
+    state = read_state(run)
+    assert state["registered_model"] == "tiny@1"
+    assert state["dataset"]["fingerprint"] == state["dataset_fingerprint"]
 
 
 def test_resume_refuses_settings_that_would_make_the_checkpoint_lie(

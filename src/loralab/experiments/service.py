@@ -22,6 +22,7 @@ from loralab.training import (
     Prediction,
     TrainConfig,
     TrainResult,
+    load_config,
     load_predictor,
     prepare_training,
     resume_training,
@@ -103,16 +104,27 @@ def train(
         extra_tags=data.tags,
     )
     _record_data(settings, tracker, result, data)
+    dataset = _dataset_of(data, result)
+    update_state(result.run, dataset=dataset)  # a resumed run registers with the same lineage
     if result.status == "succeeded":
-        _register(settings, result, data, prepared, user, model_name, progress)
+        _register(settings, result, data.config, dataset, user, model_name, progress)
     return result
+
+
+def _dataset_of(data: datasets.TrainingData, result: TrainResult) -> dict[str, Any]:
+    from loralab.registry.service import dataset_ref
+
+    train = data.versions.get("train")
+    if train is not None:
+        return dataset_ref(train.name, train.version, train.fingerprint)
+    return _file_dataset(data.config, read_state(result.run))
 
 
 def _register(
     settings: Settings,
     result: TrainResult,
-    data: datasets.TrainingData,
-    prepared: Any,
+    config: TrainConfig,
+    dataset: dict[str, Any],
     user: str | None,
     model_name: str | None,
     progress: ProgressReporter | None,
@@ -120,14 +132,9 @@ def _register(
     """Register the run in the model registry; never lose the trained run over it."""
     import getpass
 
-    from loralab.registry.service import RegistryService, dataset_ref
+    from loralab.registry.service import RegistryService
 
-    config = data.config
-    train = data.versions.get("train")
-    if train is not None:
-        dataset = dataset_ref(train.name, train.version, train.fingerprint)
-    else:
-        dataset = dataset_ref(Path(config.train_file).name, None, prepared.fingerprint)
+    state = read_state(result.run)
     metrics = {
         k: float(result.report[k])
         for k in ("accuracy", "macro_f1")
@@ -142,8 +149,8 @@ def _register(
             name=model_name or config.experiment,
             run_id=result.tracker_run_id,
             base_model=config.base_model,
-            language=prepared.base.language,
-            labels=list(prepared.labels),
+            language=state.get("language", ""),
+            labels=list(state.get("labels", [])),
             metrics=metrics,
             dataset=dataset,
             lora={
@@ -211,9 +218,22 @@ def resume(
     run = get_run(settings, run_id)
     tracker = MlflowTracker.from_settings(settings)
     try:
-        return resume_training(run, overrides, logger=tracker, progress=progress, stop=stop)
+        result = resume_training(run, overrides, logger=tracker, progress=progress, stop=stop)
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None
+    state = read_state(run)
+    if result.status == "succeeded" and not state.get("registered_model"):
+        config = load_config(run.config)
+        dataset = state.get("dataset") or _file_dataset(config, state)
+        _register(settings, result, config, dataset, None, None, progress)
+    return result
+
+
+def _file_dataset(config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """Lineage of a run trained on a plain file: its name and content fingerprint."""
+    from loralab.registry.service import dataset_ref
+
+    return dataset_ref(Path(config.train_file).name, None, state.get("dataset_fingerprint"))
 
 
 def get_run(settings: Settings, run_id: str) -> RunPaths:
