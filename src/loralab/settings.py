@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,6 +76,125 @@ class RegistrySettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Address `loralab serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the prediction service.")
+    default_model: str | None = Field(
+        default=None,
+        description="Model served when a request names none (NAME@production, NAME@staging, "
+        "NAME@VERSION or a run id). Empty: the Production version of the newest registered "
+        "model, else its newest version.",
+    )
+    mode: str = Field(
+        default="adapters",
+        pattern="^(adapters|merged)$",
+        description="adapters: one resident base per base model, LoRA adapters swapped per "
+        "request; merged: the default model merged into its base (one hot model).",
+    )
+    cache_size: int = Field(
+        default=8, ge=1, le=256, description="Adapters held in memory (LRU) per service."
+    )
+    max_text_chars: int = Field(
+        default=5000, ge=1, description="Longer texts: 413, or truncation when truncate is on."
+    )
+    truncate: bool = Field(
+        default=False, description="Cut texts over max_text_chars instead of refusing them."
+    )
+    max_batch_texts: int = Field(
+        default=256, ge=1, description="Most texts in one POST /predict/batch (more: 413)."
+    )
+    micro_batch_size: int = Field(
+        default=32, ge=1, le=1024, description="Most single requests gathered into one batch."
+    )
+    micro_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=1000.0,
+        description="Longest a request waits for others to join its batch.",
+    )
+    refresh_seconds: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="How often stage changes (promote/archive) are picked up, without restart.",
+    )
+    precision: str = Field(
+        default="auto",
+        pattern="^(auto|fp32|bf16)$",
+        description="auto: bf16 where the CPU/GPU computes it natively, else fp32.",
+    )
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps.")
+    threads: int | None = Field(
+        default=None, ge=1, description="torch threads for model work. Empty: all cores."
+    )
+
+
+class DbSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Empty: SQLite at <results home>/loralab.db. PostgreSQL: "
+        "postgresql://user@host/db (driver: psycopg 3).",
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement.")
+
+
+EXAMPLE_SECRET = "change-me-to-a-random-string-of-at-least-32-bytes"  # noqa: S105 - refused
+
+
+class AuthSettings(BaseModel):
+    secret_key: SecretStr = Field(
+        default=SecretStr(EXAMPLE_SECRET),
+        description="HS256 signing secret, at least 32 bytes; the API refuses the example value "
+        "unless dev_mode is on. Make one: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+    )
+    dev_mode: bool = Field(
+        default=False, description="Development only: allow the example or a short secret."
+    )
+    token_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60, description="Token lifetime.")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins per user and address before 429."
+    )
+    login_window_seconds: int = Field(
+        default=300, ge=1, description="Window for counting failed sign-ins."
+    )
+    bootstrap_admin: str | None = Field(
+        default=None, description="Create this admin at API start if no admin exists."
+    )
+    bootstrap_password: SecretStr | None = Field(
+        default=None, description="Password of bootstrap_admin (at least 12 characters)."
+    )
+
+
+class QueueSettings(BaseModel):
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Celery broker (Redis)."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Deliveries of a job before it ends as failed."
+    )
+    heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a running job records that it is alive."
+    )
+    stale_after_seconds: float = Field(
+        default=60.0, gt=0, description="A running job without a heartbeat this long is dead."
+    )
+    max_active_per_user: int = Field(
+        default=3, ge=1, description="Queued + running jobs one user may have at once."
+    )
+    visibility_timeout: int = Field(
+        default=3600, ge=10, description="Seconds before Redis redelivers an unacknowledged job."
+    )
+
+
+class ApiSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Address the platform API binds.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port of the platform API.")
+    max_upload_bytes: int = Field(
+        default=200_000_000, ge=1, description="Largest dataset upload accepted."
+    )
+    ui_port: int = Field(default=8501, ge=1, le=65535, description="Port of the Streamlit UI.")
+
+
 class Settings(BaseSettings):
     """All runtime settings of loralab (not experiment settings: those live in TrainConfig)."""
 
@@ -87,6 +206,11 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    db: DbSettings = Field(default_factory=DbSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @property
     def dataset_store_dir(self) -> Path:
@@ -97,6 +221,11 @@ class Settings(BaseSettings):
     def registry_card_dir(self) -> Path:
         """Model cards: the configured folder or <results home>/../data/model_registry."""
         return self.registry.card_dir or self.storage.results_dir.parent / "data" / "model_registry"
+
+    @property
+    def db_url(self) -> str:
+        """The database URL: the configured one or SQLite under the results home."""
+        return self.db.url or f"sqlite:///{(self.storage.results_dir / 'loralab.db').resolve()}"
 
 
 def load_settings() -> Settings:

@@ -1,0 +1,1 @@
+"""FastAPI app factory, dependencies, routes."""

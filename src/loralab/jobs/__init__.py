@@ -1,0 +1,1 @@
+"""Training jobs: state machine, submit / get / cancel / execute."""

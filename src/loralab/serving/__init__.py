@@ -1,0 +1,1 @@
+"""Prediction service: model loading, adapter cache, micro-batching."""
