@@ -19,3 +19,19 @@ class Conflict(LoralabError):
 
 class PermissionDenied(LoralabError):
     """The caller may not do this."""
+
+
+class NotAuthenticated(LoralabError):
+    """No valid credentials: a missing, expired, forged or revoked token, or a failed sign-in."""
+
+
+class TooManyRequests(LoralabError):
+    """A rate or quota limit was hit; ``retry_after`` seconds until it may work again."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(LoralabError):
+    """The request is larger than a configured limit."""

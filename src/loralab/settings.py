@@ -17,6 +17,11 @@ class StorageSettings(BaseModel):
     results_dir: Path = Field(
         default=Path("results"), description="Results home: results/<experiment>/<run_id>/."
     )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Local base models that API users may train from, named by folder name "
+        "(API requests never name server paths). Empty: catalog models only.",
+    )
 
 
 class MlflowSettings(BaseModel):
