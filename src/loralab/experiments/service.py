@@ -66,12 +66,14 @@ def train(
     *,
     user: str | None = None,
     model_name: str | None = None,
+    run_id: str | None = None,
 ) -> TrainResult:
     """Check the config, data and model, then train and track the run in MLflow.
 
     A succeeded run is registered as a new model version (Staging) named ``model_name`` (default:
     the experiment name) with a model card; a failed registration is logged and noted, the run
-    is kept (its state records ``registration_error``).
+    is kept (its state records ``registration_error``). ``run_id`` names the run folder (a job
+    records it before training starts); default: a new id.
 
     ``train_file`` / ``validation_file`` may name registered datasets (``NAME@VERSION`` or
     ``NAME@latest``): they resolve to the stored copies, the data is validated before any model
@@ -102,6 +104,7 @@ def train(
         stop=stop,
         prepared=prepared,
         extra_tags=data.tags,
+        run_id=run_id,
     )
     _record_data(settings, tracker, result, data)
     dataset = _dataset_of(data, result)
@@ -134,6 +137,8 @@ def _register(
 
     from loralab.registry.service import RegistryService
 
+    if progress is not None:
+        progress.note(f"registering model {model_name or config.experiment}")
     state = read_state(result.run)
     metrics = {
         k: float(result.report[k])
@@ -213,8 +218,14 @@ def resume(
     overrides: list[str],
     progress: ProgressReporter | None = None,
     stop: StopSignal | None = None,
+    *,
+    user: str | None = None,
+    model_name: str | None = None,
 ) -> TrainResult:
-    """Continue a run from its last complete checkpoint, in the same MLflow run."""
+    """Continue a run from its last complete checkpoint, in the same MLflow run.
+
+    A run that finishes is registered (as ``model_name``, by ``user``) unless it already was.
+    """
     run = get_run(settings, run_id)
     tracker = MlflowTracker.from_settings(settings)
     try:
@@ -225,7 +236,7 @@ def resume(
     if result.status == "succeeded" and not state.get("registered_model"):
         config = load_config(run.config)
         dataset = state.get("dataset") or _file_dataset(config, state)
-        _register(settings, result, config, dataset, None, None, progress)
+        _register(settings, result, config, dataset, user, model_name, progress)
     return result
 
 

@@ -165,13 +165,15 @@ def run_training(
     stop: StopSignal | None = None,
     prepared: Prepared | None = None,
     extra_tags: dict[str, str] | None = None,
+    run_id: str | None = None,
 ) -> TrainResult:
     """Train a new run. Bad input raises before any run folder or tracker run is created.
 
     ``extra_tags`` are added to the tracker run's tags (e.g. the dataset version trained on).
+    ``run_id`` names the run folder (default: a new id).
     """
     prepared = prepared or prepare_training(config)
-    run = create_run(Path(results_dir), config)
+    run = create_run(Path(results_dir), config, run_id)
     return _execute(
         prepared,
         run,

@@ -82,9 +82,12 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def create_run(results_dir: Path, config: TrainConfig) -> RunPaths:
-    """Create a new run folder with its complete config.yaml."""
-    paths = RunPaths(results_dir / config.experiment / new_run_id())
+def create_run(results_dir: Path, config: TrainConfig, run_id: str | None = None) -> RunPaths:
+    """Create a new run folder with its complete config.yaml.
+
+    ``run_id``: chosen by the caller (a job records it before training starts); default new.
+    """
+    paths = RunPaths(results_dir / config.experiment / (run_id or new_run_id()))
     paths.artifacts.mkdir(parents=True)
     save_config(config, paths.config)
     return paths

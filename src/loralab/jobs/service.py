@@ -1,0 +1,337 @@
+"""Training jobs: submit, get, list, cancel (for users) and execute (for the worker).
+
+The ``jobs`` table is the truth about a job; the broker only carries its id. Ownership is
+checked here, so the API, the CLI and the worker obey the same rules: a user sees and cancels
+their own jobs, an admin any job, and a job of someone else looks exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from loralab.adapters.db import Database, Job, User, utcnow
+from loralab.adapters.queue import JobQueue
+from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
+from loralab.jobs import states
+from loralab.jobs.requests import TrainRequest, check_datasets, to_train_config
+from loralab.settings import Settings
+
+log = logging.getLogger("loralab.jobs")
+MAX_PAGE = 500
+
+
+class ActorLike(Protocol):
+    """Who is asking (``loralab.users.service.Actor`` satisfies it)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+
+class ContextLike(Protocol):
+    """Where the request came from (``loralab.users.service.RequestContext``)."""
+
+    @property
+    def client(self) -> str | None: ...
+
+    @property
+    def request_id(self) -> str | None: ...
+
+
+class AuditSink(Protocol):
+    """Appends an audit record in the caller's transaction (``loralab.audit.log.AuditLog``)."""
+
+    def record(
+        self,
+        session: Session,
+        *,
+        action: str,
+        outcome: str,
+        username: str | None = None,
+        role: str | None = None,
+        target: str | None = None,
+        client: str | None = None,
+        request_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+
+def queue_for(device: str) -> str:
+    """The broker queue of a device: cuda and mps jobs need a worker with that device."""
+    return device if device in {"cuda", "mps"} else "cpu"
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    aware = as_utc(moment)
+    return aware.isoformat() if aware else None
+
+
+def _is_admin(actor: ActorLike) -> bool:
+    return actor.role == "admin"
+
+
+def _base_model_name(config: dict[str, Any]) -> str:
+    """The name the user gave: a resolved local folder shows as its folder name."""
+    name = str(config.get("base_model", ""))
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+class JobService:
+    """Submit, read, cancel and execute training jobs."""
+
+    def __init__(self, db: Database, settings: Settings, queue: JobQueue, audit: AuditSink) -> None:
+        self.db = db
+        self.settings = settings
+        self.queue = queue
+        self.audit = audit
+
+    # -- users ---------------------------------------------------------------------------------
+    def submit(self, actor: ActorLike, request: TrainRequest, ctx: ContextLike) -> dict[str, Any]:
+        """Queue a training job for ``actor``; at most ``max_active_per_user`` active jobs.
+
+        The row is committed before the broker hears of it, so a worker always finds it; a
+        broker that is down leaves the job queued for the recovery sweep to send again.
+        """
+        config = to_train_config(self.settings, request)
+        check_datasets(self.settings, request)
+        job_id = str(uuid.uuid4())
+        queue = queue_for(config.device)
+        limit = self.settings.queue.max_active_per_user
+        with self.db.session() as session:
+            inserted = self._insert_within_limit(session, actor, job_id, config.to_dict(), request)
+            self._audit(session, actor, ctx, "job.submit", job_id, inserted, {"queue": queue})
+        if not inserted:
+            raise TooManyRequests(
+                f"you have {limit} active jobs (the most allowed): wait for one to finish "
+                "or cancel one",
+                retry_after=30,
+            )
+        self._send(job_id, queue)
+        return self._view_of(job_id)
+
+    def get(self, actor: ActorLike, job_id: str) -> dict[str, Any]:
+        """One job, for its owner or an admin; anyone else gets the same NotFound as a typo."""
+        with self.db.session() as session:
+            row = self._visible(session, actor, job_id)
+            return self._view(session, row)
+
+    def list(
+        self,
+        actor: ActorLike,
+        user: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The actor's jobs, newest first; admins may name another user."""
+        if state is not None and state not in states.ALL_STATES:
+            raise InvalidInput(
+                f"state: {state!r} is not one of {', '.join(sorted(states.ALL_STATES))}"
+            )
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise InvalidInput(f"limit: 1 to {MAX_PAGE}; offset: 0 or more")
+        if user is not None and user != actor.username and not _is_admin(actor):
+            raise PermissionDenied("only an admin may list another user's jobs")
+        with self.db.session() as session:
+            query = select(Job).join(User, User.id == Job.owner_id)
+            query = (
+                query.where(User.username == user)
+                if user
+                else query.where(Job.owner_id == actor.id)
+            )
+            if state is not None:
+                query = query.where(Job.state == state)
+            query = query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+            return [self._view(session, row) for row in session.scalars(query)]
+
+    def cancel(self, actor: ActorLike, job_id: str, ctx: ContextLike) -> dict[str, Any]:
+        """Queued: cancelled at once. Running: the worker stops at its next step and ends the
+        job cancelled. Finished: Conflict."""
+        with self.db.session() as session:
+            row = self._visible(session, actor, job_id)
+            if states.is_terminal(row.state):
+                self._audit(session, actor, ctx, "job.cancel", job_id, False, {"state": row.state})
+                conflict = f"job {job_id} already {row.state}"
+            else:
+                conflict = None
+                how = self._cancel_row(session, job_id)
+                self._audit(session, actor, ctx, "job.cancel", job_id, True, {"how": how})
+        if conflict:
+            raise Conflict(conflict)
+        return self._view_of(job_id)
+
+    # -- worker --------------------------------------------------------------------------------
+    def execute(self, job_id: str, worker: str) -> None:
+        """Run one delivery of a job (idempotent; see :mod:`loralab.jobs.execution`)."""
+        from loralab.jobs.execution import execute_job
+
+        execute_job(self.db, self.settings, job_id, worker)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _insert_within_limit(
+        self,
+        session: Session,
+        actor: ActorLike,
+        job_id: str,
+        config: dict[str, Any],
+        request: TrainRequest,
+    ) -> bool:
+        """Insert the job only if the owner has fewer active jobs than allowed, in one
+        statement (SQLite), behind a lock on the owner's row (PostgreSQL)."""
+        if self.db.is_postgres:
+            session.execute(select(User.id).where(User.id == actor.id).with_for_update())
+        active = (
+            select(func.count())
+            .select_from(Job)
+            .where(Job.owner_id == actor.id, Job.state.in_(states.ACTIVE))
+            .scalar_subquery()
+        )
+        now = utcnow()
+        stamp = DateTime(timezone=True)
+        values: dict[str, Any] = {
+            "id": literal(job_id, String),
+            "owner_id": literal(actor.id, Integer),
+            "state": literal(states.QUEUED, String),
+            "config": literal(config, JSON),
+            "model_name": literal(request.model_name, String),
+            "queue": literal(queue_for(str(config.get("device"))), String),
+            "attempts": literal(0, Integer),
+            "cancel_requested": literal(False, Boolean),
+            "progress": literal({}, JSON),
+            "created_at": literal(now, stamp),
+            "updated_at": literal(now, stamp),
+        }
+        source = select(*values.values()).where(active < self.settings.queue.max_active_per_user)
+        result = session.execute(insert(Job).from_select(list(values), source))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _send(self, job_id: str, queue: str) -> None:
+        try:
+            self.queue.enqueue(job_id, queue)
+        except Exception as err:  # noqa: BLE001 - the row is the truth; recovery resends it
+            log.warning(
+                "job %s queued but not sent to the broker (%s): recovery resends it", job_id, err
+            )
+
+    def _visible(self, session: Session, actor: ActorLike, job_id: str) -> Job:
+        row = session.get(Job, job_id) if len(job_id) <= 36 else None
+        if row is None or (row.owner_id != actor.id and not _is_admin(actor)):
+            raise NotFound(f"no job {job_id!r}")
+        return row
+
+    def _cancel_row(self, session: Session, job_id: str) -> str:
+        """Atomically: queued -> cancelled, else a running job gets cancel_requested."""
+        now = utcnow()
+        done = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == states.QUEUED)
+            .values(state=states.CANCELLED, finished_at=now, error="cancelled before it started")
+        )
+        if done.rowcount:  # type: ignore[attr-defined]
+            return "cancelled"
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(states.RUNNING))
+            .values(cancel_requested=True)
+        )
+        return "requested"
+
+    def _audit(
+        self,
+        session: Session,
+        actor: ActorLike,
+        ctx: ContextLike,
+        action: str,
+        job_id: str,
+        allowed: bool,
+        detail: dict[str, Any],
+    ) -> None:
+        self.audit.record(
+            session,
+            action=action,
+            outcome="allowed" if allowed else "denied",
+            username=actor.username,
+            role=actor.role,
+            target=f"job:{job_id}",
+            client=ctx.client,
+            request_id=ctx.request_id,
+            detail=detail,
+        )
+
+    def _view_of(self, job_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            row = session.get(Job, job_id)
+            if row is None:  # pragma: no cover - just written
+                raise NotFound(f"no job {job_id!r}")
+            return self._view(session, row)
+
+    def _view(self, session: Session, row: Job) -> dict[str, Any]:
+        """What the API and the UI show of a job."""
+        owner = session.scalar(select(User.username).where(User.id == row.owner_id))
+        progress = dict(row.progress or {})
+        return {
+            "id": row.id,
+            "task_id": row.id,
+            "owner": owner,
+            "state": row.state,
+            "steps": states.stepper({"state": row.state, "last_step": progress.get("stage")}),
+            "progress": {
+                k: progress.get(k) for k in ("epoch", "step", "total_steps", "percent", "loss")
+            },
+            "error": row.error,
+            "cancel_requested": bool(row.cancel_requested),
+            "experiment": row.config.get("experiment"),
+            "base_model": _base_model_name(row.config),
+            "model_name": row.model_name,
+            "run_id": row.run_id,
+            "mlflow_run_id": row.mlflow_run_id,
+            "model_version": row.model_version,
+            "queue": row.queue,
+            "attempts": row.attempts,
+            "created_at": _iso(row.created_at),
+            "started_at": _iso(row.started_at),
+            "finished_at": _iso(row.finished_at),
+            "queue_position": self._position(session, row) if row.state == states.QUEUED else None,
+        }
+
+    def _position(self, session: Session, row: Job) -> int:
+        """1 for the next job of its queue to start."""
+        ahead = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.queue == row.queue, Job.state == states.QUEUED)
+            .where(
+                (Job.created_at < row.created_at)
+                | ((Job.created_at == row.created_at) & (Job.id < row.id))
+            )
+        )
+        return int(ahead or 0) + 1

@@ -1,0 +1,142 @@
+"""JobService for users: submit, limits, visibility, listing and cancel rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jobs_fakes import Ctx, FakeAudit, FakeQueue, Who, register_dataset
+
+from loralab.adapters.db import Database, Job
+from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
+from loralab.jobs.requests import TrainRequest
+from loralab.jobs.service import JobService
+from loralab.settings import Settings
+
+
+@pytest.fixture()
+def ref(settings: Settings, tiny_bert: Path, tmp_path: Path) -> str:
+    return register_dataset(settings, tiny_bert, tmp_path)
+
+
+def request(ref: str, **fields: object) -> TrainRequest:
+    return TrainRequest(train_file=ref, base_model="tiny-bert", **fields)  # type: ignore[arg-type]
+
+
+def set_state(db: Database, job_id: str, state: str) -> None:
+    with db.session() as session:
+        row = session.get(Job, job_id)
+        assert row is not None
+        row.state = state
+
+
+def test_submit_queues_after_commit_and_audits(
+    jobs: JobService, people: dict[str, Who], queue: FakeQueue, audit: FakeAudit, ref: str
+) -> None:
+    view = jobs.submit(people["alice"], request(ref, device="cuda", model_name="m1"), Ctx())
+    assert view["state"] == "queued" and view["owner"] == "alice"
+    assert view["task_id"] == view["id"] and view["queue"] == "cuda"
+    assert view["queue_position"] == 1 and view["attempts"] == 0
+    assert view["base_model"] == "tiny-bert" and view["model_name"] == "m1"
+    assert [s["status"] for s in view["steps"]][:2] == ["current", "pending"]
+    assert queue.sent == [(view["id"], "cuda")]
+    assert audit.records[-1]["action"] == "job.submit"
+    assert audit.records[-1]["outcome"] == "allowed" and audit.records[-1]["username"] == "alice"
+    assert audit.records[-1]["target"] == f"job:{view['id']}"
+
+
+def test_queue_follows_the_device_and_positions_count_up(
+    jobs: JobService, people: dict[str, Who], ref: str
+) -> None:
+    first = jobs.submit(people["alice"], request(ref), Ctx())
+    second = jobs.submit(people["bob"], request(ref, device="cpu"), Ctx())
+    mps = jobs.submit(people["bob"], request(ref, device="mps"), Ctx())
+    assert (first["queue"], second["queue"], mps["queue"]) == ("cpu", "cpu", "mps")
+    assert second["queue_position"] == 2 and mps["queue_position"] == 1
+
+
+def test_per_user_limit_of_active_jobs(
+    jobs: JobService,
+    people: dict[str, Who],
+    db: Database,
+    audit: FakeAudit,
+    queue: FakeQueue,
+    ref: str,
+) -> None:
+    alice = people["alice"]
+    ids = [jobs.submit(alice, request(ref), Ctx())["id"] for _ in range(3)]
+    with pytest.raises(TooManyRequests, match="3 active jobs") as err:
+        jobs.submit(alice, request(ref), Ctx())
+    assert err.value.retry_after
+    assert audit.records[-1]["outcome"] == "denied" and len(queue.sent) == 3
+    assert len(jobs.list(alice)) == 3  # nothing half-written
+    jobs.submit(people["bob"], request(ref), Ctx())  # the limit is per user
+    set_state(db, ids[0], "succeeded")  # a finished job frees a slot
+    jobs.submit(alice, request(ref), Ctx())
+
+
+def test_a_missing_dataset_is_refused_at_submit(
+    jobs: JobService, people: dict[str, Who], queue: FakeQueue
+) -> None:
+    with pytest.raises(InvalidInput, match="train_file"):
+        jobs.submit(people["alice"], request("nothere@latest"), Ctx())
+    assert queue.sent == []
+
+
+def test_a_broker_outage_leaves_the_job_queued_for_recovery(
+    jobs: JobService, people: dict[str, Who], queue: FakeQueue, ref: str
+) -> None:
+    queue.broken = True
+    view = jobs.submit(people["alice"], request(ref), Ctx())
+    assert view["state"] == "queued"
+
+
+def test_owner_and_admin_see_a_job_others_get_the_same_not_found(
+    jobs: JobService, people: dict[str, Who], ref: str
+) -> None:
+    job_id = jobs.submit(people["alice"], request(ref), Ctx())["id"]
+    assert jobs.get(people["alice"], job_id)["id"] == job_id
+    assert jobs.get(people["root"], job_id)["owner"] == "alice"
+    with pytest.raises(NotFound) as other:
+        jobs.get(people["bob"], job_id)
+    missing_id = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(NotFound) as missing:
+        jobs.get(people["bob"], missing_id)
+    assert str(other.value).replace(job_id, "ID") == str(missing.value).replace(missing_id, "ID")
+    with pytest.raises(NotFound):
+        jobs.cancel(people["bob"], job_id, Ctx())
+
+
+def test_listing_own_jobs_and_admin_listing_others(
+    jobs: JobService, people: dict[str, Who], db: Database, ref: str
+) -> None:
+    a1 = jobs.submit(people["alice"], request(ref), Ctx())["id"]
+    a2 = jobs.submit(people["alice"], request(ref), Ctx())["id"]
+    jobs.submit(people["bob"], request(ref), Ctx())
+    set_state(db, a1, "failed")
+    assert {j["id"] for j in jobs.list(people["alice"])} == {a1, a2}
+    assert [j["id"] for j in jobs.list(people["alice"], state="failed")] == [a1]
+    assert len(jobs.list(people["alice"], user="alice", limit=1)) == 1
+    assert {j["owner"] for j in jobs.list(people["root"], user="alice")} == {"alice"}
+    assert jobs.list(people["root"]) == []
+    with pytest.raises(PermissionDenied):
+        jobs.list(people["bob"], user="alice")
+    with pytest.raises(InvalidInput, match="state"):
+        jobs.list(people["alice"], state="sleeping")
+
+
+def test_cancel_queued_at_once_running_by_request_finished_conflict(
+    jobs: JobService, people: dict[str, Who], db: Database, audit: FakeAudit, ref: str
+) -> None:
+    alice = people["alice"]
+    queued = jobs.submit(alice, request(ref), Ctx())["id"]
+    view = jobs.cancel(alice, queued, Ctx())
+    assert view["state"] == "cancelled" and view["finished_at"]
+    assert audit.records[-1]["action"] == "job.cancel"
+    running = jobs.submit(alice, request(ref), Ctx())["id"]
+    set_state(db, running, "training")
+    view = jobs.cancel(people["root"], running, Ctx())  # an admin may cancel any job
+    assert view["state"] == "training" and view["cancel_requested"] is True
+    with pytest.raises(Conflict, match="already cancelled"):
+        jobs.cancel(alice, queued, Ctx())
+    assert audit.records[-1]["outcome"] == "denied"
