@@ -41,32 +41,41 @@ class Predictor:
         self.max_length = max_length
         self.info = info
 
-    @torch.inference_mode()
     def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
         """Classify texts; returns one :class:`Prediction` per text, in order."""
         results: list[Prediction] = []
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
-            encoded = self.tokenizer(
-                batch,
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.device)
-            logits = self.model(**encoded).logits.float()
-            probs = torch.softmax(logits, dim=-1).cpu()
-            for row in probs:
-                best = int(row.argmax())
-                results.append(
-                    Prediction(
-                        best,
-                        self.labels[best],
-                        float(row[best]),
-                        {name: float(p) for name, p in zip(self.labels, row, strict=True)},
-                    )
+            results.extend(
+                classify(
+                    self.model, self.tokenizer, self.labels, batch, self.device, self.max_length
                 )
+            )
         return results
+
+
+@torch.inference_mode()
+def classify(
+    model: Any, tokenizer: Any, labels: list[str], texts: list[str], device: str, max_length: int
+) -> list[Prediction]:
+    """One forward pass over ``texts`` (padded to the longest, not to max_length)."""
+    encoded = tokenizer(
+        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    ).to(device)
+    logits = model(**encoded).logits.float()
+    probs = torch.softmax(logits, dim=-1).cpu()
+    results = []
+    for row in probs.tolist():
+        best = max(range(len(row)), key=row.__getitem__)
+        results.append(
+            Prediction(
+                best,
+                labels[best],
+                float(row[best]),
+                {name: float(p) for name, p in zip(labels, row, strict=True)},
+            )
+        )
+    return results
 
 
 def load_predictor(run: RunPaths, device: str = "auto", precision: str = "auto") -> Predictor:

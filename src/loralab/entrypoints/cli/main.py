@@ -16,6 +16,7 @@ from rich.table import Table
 from loralab.entrypoints.cli.common import console, err_console, guard
 from loralab.entrypoints.cli.data import data_app
 from loralab.entrypoints.cli.models import models_app
+from loralab.entrypoints.cli.serve import client_app, serve
 from loralab.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -29,6 +30,8 @@ runs_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(client_app, name="client")
+app.command()(serve)
 
 
 def _quiet_libraries() -> None:

@@ -1,0 +1,49 @@
+"""Domain errors to HTTP, in one place. Every error body is ``{"detail": "...", "error": code}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from loralab.errors import (
+    Conflict,
+    InvalidInput,
+    LoralabError,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    TooManyRequests,
+)
+
+STATUS: dict[type[LoralabError], tuple[int, str]] = {
+    InvalidInput: (422, "invalid_input"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    PermissionDenied: (403, "forbidden"),
+    NotAuthenticated: (401, "not_authenticated"),
+    TooManyRequests: (429, "too_many_requests"),
+    PayloadTooLarge: (413, "too_large"),
+}
+
+
+def status_of(err: LoralabError) -> tuple[int, str]:
+    for kind in type(err).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500, "error"
+
+
+async def _domain_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, LoralabError)
+    status, code = status_of(err)
+    headers: dict[str, str] = {}
+    if isinstance(err, NotAuthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(err, TooManyRequests) and err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(err.retry_after)))
+    return JSONResponse({"detail": str(err), "error": code}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LoralabError, _domain_error)

@@ -1,0 +1,89 @@
+"""Prometheus metrics, defined once. Each app builds one :class:`Metrics` on its own registry
+(so several apps in one process, as in tests, never clash) and serves it at ``GET /metrics``.
+
+Label values are bounded: model versions (bounded by the registry), HTTP route templates (not
+raw paths), status codes, and predicted label names only for models with at most
+``MAX_LABEL_VALUES`` labels (others count under "other").
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401 - re-exported
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MAX_LABEL_VALUES = 20
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+PROBABILITY_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """Every metric loralab exports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.predictions = Counter(
+            "loralab_predictions",
+            "Texts classified, per model version and predicted label.",
+            ["model_version", "label"],
+            registry=r,
+        )
+        self.predict_latency = Histogram(
+            "loralab_predict_latency_seconds",
+            "Model work (tokenise + forward) per request, per model version.",
+            ["model_version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.probability = Histogram(
+            "loralab_predict_probability",
+            "Probability of the predicted label.",
+            ["model_version"],
+            buckets=PROBABILITY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "loralab_predict_batch_size",
+            "Texts per forward pass (micro-batches and batch requests).",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.predict_errors = Counter(
+            "loralab_predict_errors",
+            "Prediction requests refused or failed, per HTTP status.",
+            ["status"],
+            registry=r,
+        )
+        self.models_loaded = Gauge(
+            "loralab_models_loaded", "Model versions resident in memory.", registry=r
+        )
+        self.http_requests = Counter(
+            "loralab_http_requests",
+            "HTTP requests per method, route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "loralab_http_request_seconds",
+            "HTTP request time per route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.jobs = Counter(
+            "loralab_jobs_submitted", "Training jobs submitted, per queue.", ["queue"], registry=r
+        )
+        self.logins = Counter(
+            "loralab_logins", "Sign-in attempts per outcome.", ["outcome"], registry=r
+        )
+
+    def observe_prediction(
+        self, model_version: str, label: str, n_labels: int, probability: float
+    ) -> None:
+        value = label if n_labels <= MAX_LABEL_VALUES else "other"
+        self.predictions.labels(model_version, value).inc()
+        self.probability.labels(model_version).observe(probability)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

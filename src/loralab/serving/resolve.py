@@ -1,0 +1,148 @@
+"""Which trained model a request means: ``NAME@production``, ``NAME@staging``, ``NAME@VERSION``
+or a run id, resolved to the run folder that holds its adapter.
+
+Aliases are read from the model cards, which every promotion and archive rewrites under the
+model's lock (the MLflow alias changes in the same step). The card index reloads when the card
+folder changes, so a promotion is seen by the next request, without a restart, and an Archived
+version is never reached through an alias.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from loralab.errors import InvalidInput, NotFound
+from loralab.registry.cards import ModelCard, Stage
+from loralab.registry.service import RegistryService
+from loralab.settings import Settings
+from loralab.training.runs import RunNotFound, RunPaths, find_run, list_runs, read_state
+
+REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}(@[A-Za-z0-9]{1,32})?$")
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """One servable model version: where its files are and what it predicts."""
+
+    key: str  # "NAME@VERSION", or "run:<run id>" for an unregistered run
+    run: RunPaths
+    base_model: str
+    language: str
+    labels: tuple[str, ...]
+    max_length: int
+    stage: str | None = None
+
+    @property
+    def group(self) -> tuple[str, int]:
+        """Versions with the same base model and label count share one resident base."""
+        return (self.base_model, len(self.labels))
+
+
+class ModelResolver:
+    """Turns model references into :class:`ModelHandle` objects."""
+
+    def __init__(self, settings: Settings, registry: RegistryService | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or RegistryService(settings)
+
+    def resolve(self, ref: str) -> ModelHandle:
+        """``NAME@production`` | ``NAME@staging`` | ``NAME@VERSION`` | a run id (or prefix)."""
+        ref = ref.strip()
+        if not REF_PATTERN.match(ref):
+            raise InvalidInput(
+                f"model {ref[:80]!r}: use NAME@production, NAME@staging, NAME@VERSION or a run id"
+            )
+        if "@" not in ref:
+            return self._by_run(ref)
+        name, tag = ref.split("@", 1)
+        cards = [c for c in self.registry.index().cards if c.name == name]
+        if not cards:
+            raise NotFound(f"no registered model {name!r}")
+        card = self._pick(name, tag, cards)
+        return self._handle(card)
+
+    def _pick(self, name: str, tag: str, cards: list[ModelCard]) -> ModelCard:
+        lowered = tag.lower()
+        if lowered in {"production", "staging"}:
+            stage = Stage.PRODUCTION if lowered == "production" else Stage.STAGING
+            staged = [c for c in cards if c.stage is stage]
+            if not staged:
+                raise NotFound(f"{name} has no {stage.value} version")
+            return max(staged, key=lambda c: int(c.version))
+        if lowered == "latest":
+            live = [c for c in cards if c.stage is not Stage.ARCHIVED]
+            if not live:
+                raise NotFound(f"{name} has only archived versions")
+            return max(live, key=lambda c: int(c.version))
+        for card in cards:
+            if card.version == tag:
+                return card
+        raise NotFound(f"no version {tag!r} of model {name!r}")
+
+    def _handle(self, card: ModelCard) -> ModelHandle:
+        run_id = card.tags.get("loralab.run_id")
+        if not run_id:
+            raise NotFound(f"{card.ref} has no local run (tag loralab.run_id) to serve from")
+        try:
+            run = find_run(self.settings.storage.results_dir, run_id)
+        except RunNotFound:
+            raise NotFound(f"{card.ref}: its run {run_id} is not under the results home") from None
+        return _from_run(run, key=card.ref, stage=card.stage.value)
+
+    def _by_run(self, run_id: str) -> ModelHandle:
+        try:
+            run = find_run(self.settings.storage.results_dir, run_id)
+        except RunNotFound as err:
+            raise NotFound(str(err)) from None
+        registered = read_state(run).get("registered_model")
+        if registered:
+            return self.resolve(str(registered))
+        return _from_run(run, key=f"run:{run.run_id}", stage=None)
+
+    def default_ref(self, experiment: str | None = None) -> str:
+        """What ``make serve`` serves: the Production version of the newest registered model
+        (or of ``experiment``'s model), else its newest live version, else the best finished run.
+        """
+        if self.settings.serving.default_model and experiment is None:
+            return self.settings.serving.default_model
+        cards = self.registry.index().cards
+        if experiment is not None:
+            cards = [c for c in cards if experiment in {c.name, c.tags.get("experiment")}]
+        if not cards:  # nothing registered: an unregistered run is all there is
+            return self._best_run(experiment)
+        live = [c for c in cards if c.stage is not Stage.ARCHIVED]
+        if not live:  # never fall back to an archived version
+            raise NotFound("every registered version is archived: promote one to serve it")
+        name = max(live, key=lambda c: c.created_at).name
+        production = [c for c in live if c.name == name and c.stage is Stage.PRODUCTION]
+        return f"{name}@production" if production else f"{name}@latest"
+
+    def _best_run(self, experiment: str | None) -> str:
+        runs = [
+            r
+            for r in list_runs(self.settings.storage.results_dir)
+            if (experiment is None or r.experiment == experiment) and r.adapter.is_dir()
+        ]
+        if not runs:
+            where = f" of experiment {experiment!r}" if experiment else ""
+            raise NotFound(f"no trained model{where} yet: train one with `make demo`")
+        if experiment is None:
+            return runs[0].run_id
+        return max(runs, key=lambda r: read_state(r).get("accuracy") or 0.0).run_id
+
+
+def _from_run(run: RunPaths, key: str, stage: str | None) -> ModelHandle:
+    if not run.model_info.is_file() or not run.adapter.is_dir():
+        raise NotFound(f"run {run.run_id} has no saved model (did it finish?)")
+    info = json.loads(run.model_info.read_text(encoding="utf-8"))
+    return ModelHandle(
+        key=key,
+        run=run,
+        base_model=str(info["base_model"]),
+        language=str(info.get("language", "")),
+        labels=tuple(str(x) for x in info["labels"]),
+        max_length=int(info["max_length"]),
+        stage=stage,
+    )
