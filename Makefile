@@ -9,7 +9,8 @@ exp ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup demo run-local logs-local db-list test test-v lint bench mlflow-ui clean
+.PHONY: help setup demo run-local logs-local db-list test test-v lint bench mlflow-ui clean \
+	serve predict-health predict-text predict-positive predict-negative
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +40,23 @@ logs-local: ## show the log of the newest run (or RUN=<id>)
 
 db-list: setup ## experiments and runs with their key metrics
 	$(BIN)/loralab runs list $(if $(exp),--experiment $(exp),)
+
+serve: setup ## prediction service on :8000 (Production of the newest model; exp=NAME for one experiment)
+	$(BIN)/loralab serve $(if $(exp),--experiment $(exp),)
+
+predict-health: ## ask the running service (make serve) what it serves
+	$(BIN)/loralab client health
+
+predict-text: ## classify a text with the running service: make predict-text text='Great!'
+	@if [ -z "$(text)" ]; then echo "usage: make predict-text text='Great film!'"; exit 2; fi
+	$(BIN)/loralab client predict "$$LORALAB_TEXT"
+predict-text: export LORALAB_TEXT = $(text)
+
+predict-positive: ## classify a clearly positive sentence
+	$(BIN)/loralab client predict "An absolute delight from start to finish, I loved it."
+
+predict-negative: ## classify a clearly negative sentence
+	$(BIN)/loralab client predict "Broke after two days and support never answered. Avoid."
 
 mlflow-ui: setup ## MLflow UI on the embedded tracking store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/mlflow.db --port 5000
