@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: help setup demo run-local logs-local db-list test test-v lint bench mlflow-ui clean \
-	serve predict-health predict-text predict-positive predict-negative
+	serve predict-health predict-text predict-positive predict-negative start-services stop-services
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,12 @@ predict-positive: ## classify a clearly positive sentence
 
 predict-negative: ## classify a clearly negative sentence
 	$(BIN)/loralab client predict "Broke after two days and support never answered. Avoid."
+
+start-services: setup ## Redis (if none runs), MLflow server, a worker and the API (:8080)
+	deploy/local/services.sh start
+
+stop-services: ## stop what start-services started
+	deploy/local/services.sh stop
 
 mlflow-ui: setup ## MLflow UI on the embedded tracking store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/mlflow.db --port 5000
