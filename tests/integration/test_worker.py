@@ -1,0 +1,343 @@
+"""The job queue with real parts: a dedicated redis-server, SQLite, real Celery worker processes
+training a tiny BERT. Workers are killed with SIGKILL, Redis is restarted, jobs are cancelled."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loralab.adapters.db import Base, Database, Job, User
+from loralab.adapters.queue import CeleryJobQueue
+from loralab.entrypoints.worker.app import create_celery
+from loralab.jobs.requests import TrainRequest
+from loralab.jobs.service import JobService
+from loralab.settings import Settings
+from loralab.training.checkpoints import MARKER
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CELERY = str(Path(sys.executable).with_name("celery"))
+FAST = {"heartbeat_seconds": "0.5", "stale_after_seconds": "3"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server (never the system one on 6379) with an fsync'd append-only file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
+        wait_for(lambda: _answers(self.port), 10, "redis-server to answer")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Who:
+    id: int
+    username: str
+    role: str = "user"
+
+
+@dataclass(frozen=True)
+class Ctx:
+    client: str | None = "test"
+    request_id: str | None = None
+
+
+class NoAudit:
+    def record(self, session: Any, **fields: Any) -> None:
+        pass
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    redis: RedisServer
+    db: Database
+    settings: Settings
+    alice: Who
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def jobs(self) -> JobService:
+        queue = CeleryJobQueue(create_celery(self.settings))
+        return JobService(self.db, self.settings, queue, NoAudit())
+
+    def start_worker(self, **queue: str) -> subprocess.Popen[bytes]:
+        """A whole worker (parent + pool child) in its own process group."""
+        env = dict(self.env)
+        env.update({f"LORALAB_QUEUE__{k.upper()}": v for k, v in {**FAST, **queue}.items()})
+        log = (self.tmp / f"worker-{len(self.workers)}.log").open("wb")
+        args = ["-A", "loralab.entrypoints.worker.main", "worker", "-Q", "cpu"]
+        args += ["--concurrency", "1", "--loglevel", "INFO", "-n", f"w{len(self.workers)}@%h"]
+        process = subprocess.Popen(
+            [CELERY, *args],
+            env=env,
+            cwd=self.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(process)
+        return process
+
+    def kill_worker(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the parent and its children at once (no warm shutdown, no acks)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def row(self, job_id: str) -> Job:
+        with self.db.session() as session:
+            row = session.get(Job, job_id)
+            assert row is not None
+            return row
+
+    def wait_state(self, job_id: str, wanted: set[str], seconds: float = 90) -> Job:
+        try:
+            return wait_for(
+                lambda: (r := self.row(job_id)).state in wanted and r, seconds, str(wanted)
+            )
+        except AssertionError:
+            print(self.logs())
+            raise
+
+    def logs(self) -> str:
+        tails = [p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob("worker-*"))]
+        return "\n----\n".join(tails)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[Stack]:
+    from tests.conftest import make_rows, write_csv
+
+    from loralab.datasets.service import DataSpec, register_dataset
+    from loralab.settings import QueueSettings, RegistrySettings, StorageSettings
+
+    tmp = tmp_path_factory.mktemp("queue")
+    redis = RedisServer(tmp / "redis")
+    redis.start()
+    results, models = tmp / "results", tiny_bert.parent
+    results.mkdir()
+    settings = Settings(
+        storage=StorageSettings(results_dir=results, models_dir=models),
+        registry=RegistrySettings(card_dir=tmp / "cards"),
+        queue=QueueSettings(broker_url=redis.url, heartbeat_seconds=0.5, stale_after_seconds=3),
+        db={"url": f"sqlite:///{tmp / 'loralab.db'}"},  # type: ignore[arg-type]
+    )
+    db = Database(settings.db_url)
+    Base.metadata.create_all(db.engine)
+    with db.session() as session:
+        user = User(username="alice", password_hash="x", role="user")
+        session.add(user)
+        session.flush()
+        alice = Who(user.id, "alice")
+    data = write_csv(tmp / "reviews.csv", make_rows(120))
+    register_dataset(
+        settings, "reviews", data, user="alice", spec=DataSpec(base_model=str(tiny_bert))
+    )
+    env = {
+        **os.environ,
+        "LORALAB_QUEUE__BROKER_URL": redis.url,
+        "LORALAB_DB__URL": settings.db_url,
+        "LORALAB_STORAGE__RESULTS_DIR": str(results),
+        "LORALAB_STORAGE__MODELS_DIR": str(models),
+        "LORALAB_REGISTRY__CARD_DIR": str(tmp / "cards"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    built = Stack(tmp, redis, db, settings, alice, env)
+    yield built
+    for process in built.workers:
+        built.kill_worker(process)
+    redis.kill()
+    db.dispose()
+
+
+@pytest.fixture()
+def cleanup(stack: Stack) -> Iterator[None]:
+    """Each test ends with no worker running and no job left active."""
+    yield
+    for process in stack.workers:
+        stack.kill_worker(process)
+    with stack.db.session() as session:
+        session.query(Job).filter(Job.state.not_in(["succeeded", "failed", "cancelled"])).update(
+            {"state": "cancelled"}
+        )
+
+
+def train_request(name: str, steps: int = 60) -> TrainRequest:
+    return TrainRequest(
+        train_file="reviews@latest",
+        base_model="tiny-bert",
+        experiment=name,
+        model_name=name,
+        max_steps=steps,
+        eval_steps=10,
+        batch_size=8,
+        learning_rate=0.02,
+        validation_split=0.2,
+        early_stopping_patience=0,
+    )
+
+
+def versions(stack: Stack, name: str) -> list[str]:
+    return sorted(p.stem for p in (stack.tmp / "cards").glob(f"{name}@*.json"))
+
+
+def checkpoint_of(stack: Stack, job_id: str) -> int | None:
+    """The step of the job's first complete checkpoint on disk, if any."""
+    run_id = stack.row(job_id).run_id
+    if not run_id:
+        return None
+    found = sorted(
+        stack.settings.storage.results_dir.glob(f"*/{run_id}/artifacts/checkpoints/*/{MARKER}")
+    )
+    return int(found[0].parent.name.split("-")[1]) if found else None
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_a_job_runs_queued_to_succeeded_and_registers_a_model(stack: Stack) -> None:
+    jobs = stack.jobs()
+    view = jobs.submit(stack.alice, train_request("happy"), Ctx())
+    assert view["state"] == "queued"
+    stack.start_worker()
+    seen: list[str] = []
+
+    def finished() -> bool:
+        state = stack.row(view["id"]).state
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        return state in {"succeeded", "failed", "cancelled"}
+
+    wait_for(finished, 120, "the job to finish")
+    done = jobs.get(stack.alice, view["id"])
+    assert done["state"] == "succeeded", (done, stack.logs())
+    assert {"validating", "training", "registering"} <= set(seen), seen
+    assert done["model_version"] == "happy@1" and versions(stack, "happy") == ["happy@1"]
+    assert done["mlflow_run_id"] and done["run_id"] and done["attempts"] == 1
+    assert done["progress"]["step"] == 60 and done["progress"]["percent"] == 100.0
+    assert all(step["status"] == "done" for step in done["steps"])
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_kill_9_of_the_worker_resumes_from_the_checkpoint_and_succeeds_once(stack: Stack) -> None:
+    jobs = stack.jobs()
+    job_id = jobs.submit(stack.alice, train_request("crash", steps=100), Ctx())["id"]
+    first = stack.start_worker()
+    saved_at = wait_for(lambda: checkpoint_of(stack, job_id), 120, "a first checkpoint")
+    before = stack.row(job_id)
+    stack.kill_worker(first)
+    assert before.state == "training" and before.attempts == 1
+    stack.start_worker()
+    done = stack.wait_state(job_id, {"succeeded", "failed", "cancelled"}, 120)
+    assert done.state == "succeeded", (done.error, stack.logs())
+    assert done.run_id == before.run_id and done.attempts == 2
+    assert done.model_version == "crash@1" and versions(stack, "crash") == ["crash@1"]
+    # The second attempt trained on from the checkpoint: its evaluations all come after it.
+    metrics = next(stack.settings.storage.results_dir.glob(f"*/{done.run_id}/metrics.json"))
+    evaluated = [int(h["step"]) for h in json.loads(metrics.read_text())["history"]]
+    assert evaluated and min(evaluated) > saved_at, (saved_at, evaluated)
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_jobs_queued_across_a_redis_restart_still_run(stack: Stack) -> None:
+    jobs = stack.jobs()
+    kept = jobs.submit(stack.alice, train_request("kept", steps=20), Ctx())["id"]
+    stack.redis.kill()  # SIGKILL: only the fsync'd append-only file survives
+    stack.redis.start()
+    lost = jobs.submit(stack.alice, train_request("lost", steps=20), Ctx())["id"]
+    stack.redis.kill()
+    shutil.rmtree(stack.redis.folder)  # a Redis without persistence: the message is gone
+    stack.redis.start()
+    stack.start_worker()
+    for job_id in (kept, lost):
+        row = stack.wait_state(job_id, {"succeeded", "failed", "cancelled"}, 120)
+        assert row.state == "succeeded", (row.error, stack.logs())
+        assert row.attempts == 1
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(stack: Stack) -> None:
+    jobs = stack.jobs()
+    job_id = jobs.submit(stack.alice, train_request("doomed", steps=400), Ctx())["id"]
+    stack.start_worker(max_attempts="2")
+    for attempt in (1, 2):
+        row = wait_for(
+            lambda a=attempt: (r := stack.row(job_id)).attempts == a and r.worker and r,
+            120,
+            f"attempt {attempt}",
+        )
+        os.kill(int(row.worker.rsplit(":", 1)[1]), signal.SIGKILL)  # the pool process only
+    done = stack.wait_state(job_id, {"succeeded", "failed", "cancelled"}, 120)
+    assert done.state == "failed", stack.logs()
+    assert done.error == "gave up after 2 attempts: the job kept killing its worker"
+    assert done.attempts == 3 and versions(stack, "doomed") == []
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_cancelling_a_running_job_ends_it_cancelled(stack: Stack) -> None:
+    jobs = stack.jobs()
+    job_id = jobs.submit(stack.alice, train_request("stopme", steps=400), Ctx())["id"]
+    stack.start_worker()
+    wait_for(lambda: (stack.row(job_id).progress or {}).get("step"), 120, "training steps")
+    view = jobs.cancel(stack.alice, job_id, Ctx())
+    assert view["cancel_requested"] is True
+    done = stack.wait_state(job_id, {"succeeded", "failed", "cancelled"}, 60)
+    assert done.state == "cancelled", (done.error, stack.logs())
+    assert done.progress["step"] < 400 and versions(stack, "stopme") == []
+    statuses = [s["status"] for s in jobs.get(stack.alice, job_id)["steps"]]
+    assert statuses[:2] == ["done", "done"] and "cancelled" in statuses[2:4]
+    assert statuses[-1] == "skipped"
