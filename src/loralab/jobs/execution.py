@@ -249,8 +249,22 @@ def run_claimed(db: Database, settings: Settings, claim: Claim, lease: Lease) ->
         return _failed(settings, progress.run_id, f"{type(err).__name__}: {err}")
 
 
+def _without_server_paths(settings: Settings, message: str) -> str:
+    """Users see the error; server folders in it become placeholders."""
+    folders = {
+        "<datasets>": settings.dataset_store_dir,
+        "<results>": settings.storage.results_dir,
+        "<models>": settings.storage.models_dir,
+    }
+    for name, folder in folders.items():
+        if folder is not None:
+            message = message.replace(str(folder.resolve()), name).replace(str(folder), name)
+    return message
+
+
 def _failed(settings: Settings, run_id: str | None, message: str) -> Outcome:
     """A failed outcome; a run id whose folder never appeared (bad input) is cleared."""
+    message = _without_server_paths(settings, message)
     fields: dict[str, Any] = {}
     if _existing_run(settings, run_id) is None:
         fields["run_id"] = None

@@ -17,6 +17,7 @@ from loralab.entrypoints.cli.common import console, err_console, guard
 from loralab.entrypoints.cli.data import data_app
 from loralab.entrypoints.cli.models import models_app
 from loralab.entrypoints.cli.serve import client_app, serve
+from loralab.entrypoints.cli.worker import worker as worker_command
 from loralab.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ runs_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.command("worker")(worker_command)
 app.add_typer(client_app, name="client")
 app.command()(serve)
 
