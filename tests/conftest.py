@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,109 @@ def write_csv(
 @pytest.fixture()
 def sentiment_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "train.csv", make_rows(160))
+
+
+# --- databases: a migrated SQLite file per test, a throwaway PostgreSQL database per session ---
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for each test (migrating per test is slower)."""
+    from loralab.adapters.migrate import upgrade_database
+
+    path = tmp_path_factory.mktemp("db-template") / "template.db"
+    upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture()
+def sqlite_db_url(tmp_path: Path, _sqlite_template: Path) -> str:
+    """The URL of a fresh SQLite database at the newest migration, private to this test."""
+    import shutil
+
+    path = tmp_path / "loralab.db"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def _pg_admin() -> object:
+    """An autocommit connection to the local PostgreSQL server; skips when none answers."""
+    import psycopg
+
+    try:
+        return psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"no PostgreSQL server answers on 127.0.0.1:5432 as postgres: {err}")
+
+
+def _pg_create(admin: object, template: str | None = None) -> str:
+    """Create an empty (or template-copied) database with a random name; return its name."""
+    import secrets
+
+    name = f"loralab_test_{secrets.token_hex(6)}"
+    clause = f" TEMPLATE {template}" if template else ""
+    admin.execute(f"CREATE DATABASE {name}{clause}")  # type: ignore[attr-defined]
+    return name
+
+
+def _pg_drop(admin: object, name: str) -> None:
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def pg_db_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database at the newest migration, shared by the test session
+    (use unique names in tests); dropped at the end. Skips only when no server answers."""
+    from loralab.adapters.migrate import upgrade_database
+
+    admin = _pg_admin()
+    name = _pg_create(admin)
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        _pg_drop(admin, name)
+        admin.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database used as the template of private test databases."""
+    from loralab.adapters.migrate import upgrade_database
+
+    admin = _pg_admin()
+    name = _pg_create(admin)
+    try:
+        upgrade_database(f"postgresql://postgres@127.0.0.1:5432/{name}")
+        yield name
+    finally:
+        _pg_drop(admin, name)
+        admin.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture()
+def pg_private_db_url(_pg_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database private to one test (for tests that break things on
+    purpose, such as tampering with the audit log); dropped afterwards."""
+    admin = _pg_admin()
+    name = _pg_create(admin, template=_pg_template)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _pg_drop(admin, name)
+        admin.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture()
+def pg_empty_db_url() -> Iterator[str]:
+    """An empty (unmigrated) PostgreSQL database private to one test; dropped afterwards."""
+    admin = _pg_admin()
+    name = _pg_create(admin)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _pg_drop(admin, name)
+        admin.close()  # type: ignore[attr-defined]
