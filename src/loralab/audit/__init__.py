@@ -1,1 +1,5 @@
 """Append-only, hash-chained audit log."""
+
+from loralab.audit.log import AuditLog, VerifyResult
+
+__all__ = ["AuditLog", "VerifyResult"]

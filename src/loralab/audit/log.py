@@ -1,0 +1,252 @@
+"""The append-only, hash-chained audit log.
+
+Each record's ``hash`` is ``sha256(prev_hash + canonical JSON of its fields)``, where the
+fields are id, at (ISO 8601, UTC, microseconds), username, role, action, target, outcome,
+client, request_id and detail; the first record's ``prev_hash`` is 64 zeros. Ids are given out
+one by one under a write lock (``serialise_writes``), so the chain has no gaps: a missing id, a
+``prev_hash`` that is not the previous record's hash, or a hash that does not match the fields
+means that records were removed, reordered or altered. ``verify`` reports the first such record.
+
+Appends join the caller's transaction: the record commits or rolls back with the change it
+records. The lock is held until that transaction ends, so two writers never chain to the same
+predecessor; record the audit entry last in a transaction to keep the lock short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from loralab.adapters.db import AuditRecord, Database, utcnow
+from loralab.adapters.locks import AUDIT_LOCK_KEY, serialise_writes
+
+GENESIS_HASH = "0" * 64
+OUTCOMES = ("allowed", "denied", "failed")
+MAX_QUERY_LIMIT = 500
+# a detail key containing one of these is refused: no passwords or tokens ever in the log
+SECRET_MARKERS = (
+    "password", "passwd", "token", "secret", "authorization", "api_key", "apikey",
+    "credential", "private_key",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of checking the chain: ``ok``, how many records were read, and the first
+    bad record with what is wrong with it."""
+
+    ok: bool
+    checked: int
+    first_bad_id: int | None = None
+    problem: str | None = None
+
+
+def iso_utc(at: datetime) -> str:
+    """``at`` as ISO 8601 in UTC with microseconds (SQLite hands back naive UTC values)."""
+    aware = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    return aware.isoformat(timespec="microseconds")
+
+
+def record_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """sha256 over the previous hash and the canonical JSON of a record's fields."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
+
+
+def hashed_fields(row: AuditRecord) -> dict[str, Any]:
+    """The fields of a record that its hash covers."""
+    return {
+        "id": row.id,
+        "at": iso_utc(row.at),
+        "username": row.username,
+        "role": row.role,
+        "action": row.action,
+        "target": row.target,
+        "outcome": row.outcome,
+        "client": row.client,
+        "request_id": row.request_id,
+        "detail": row.detail or {},
+    }
+
+
+def clean_detail(detail: dict[str, Any] | None) -> dict[str, Any]:
+    """A JSON round trip of ``detail``; ValueError for secret-looking keys or non-JSON values."""
+    if not detail:
+        return {}
+    _refuse_secrets(detail)
+    try:
+        cleaned = json.loads(json.dumps(detail, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"audit detail must be plain JSON: {err}") from None
+    if not isinstance(cleaned, dict):
+        raise ValueError("audit detail must be a mapping")
+    return cleaned
+
+
+def _refuse_secrets(value: Any, path: str = "detail") -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            lowered = str(key).lower()
+            if any(marker in lowered for marker in SECRET_MARKERS):
+                raise ValueError(f"{path}.{key}: secrets may not be written to the audit log")
+            _refuse_secrets(inner, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_secrets(item, path)
+
+
+def record_view(row: AuditRecord) -> dict[str, Any]:
+    """A record as plain data (``at`` in ISO 8601 UTC)."""
+    return {**hashed_fields(row), "prev_hash": row.prev_hash, "hash": row.hash}
+
+
+def _fit(value: str | None, size: int) -> str | None:
+    """Cut a free-text field to its column size (the hash covers the stored value)."""
+    return None if value is None else value[:size]
+
+
+def check_chain(rows: Iterator[AuditRecord]) -> VerifyResult:
+    """Walk records in id order; stop at the first altered, missing or misplaced one."""
+    prev_id, prev_hash, checked = 0, GENESIS_HASH, 0
+    for row in rows:
+        problem = _chain_problem(row, prev_id, prev_hash)
+        if problem is not None:
+            return VerifyResult(ok=False, checked=checked, first_bad_id=row.id, problem=problem)
+        checked += 1
+        prev_id, prev_hash = row.id, row.hash
+    return VerifyResult(ok=True, checked=checked)
+
+
+def _chain_problem(row: AuditRecord, prev_id: int, prev_hash: str) -> str | None:
+    if record_hash(row.prev_hash, hashed_fields(row)) != row.hash:
+        return "altered: the stored hash does not match the record's fields"
+    if row.id != prev_id + 1:
+        missing = f"{prev_id + 1}" if row.id == prev_id + 2 else f"{prev_id + 1}..{row.id - 1}"
+        return f"removed: record(s) {missing} before this one are missing"
+    if row.prev_hash != prev_hash:
+        return (
+            "broken link: prev_hash is not the hash of the record before it "
+            "(a record was replaced, removed or reordered)"
+        )
+    return None
+
+
+class AuditLog:
+    """Append, query and verify the audit log of one database."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self._db = db
+        self._clock = clock
+
+    def record(
+        self,
+        session: Session,
+        *,
+        action: str,
+        outcome: str,
+        username: str | None = None,
+        role: str | None = None,
+        target: str | None = None,
+        client: str | None = None,
+        request_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Append one record inside the caller's transaction and return it.
+
+        ValueError for an unknown outcome, an empty action or a secret-looking detail key.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        if not action:
+            raise ValueError("action must not be empty")
+        row = AuditRecord(
+            at=self._clock(),
+            username=_fit(username, 64),
+            role=_fit(role, 16),
+            action=action[:64],
+            target=_fit(target, 255),
+            outcome=outcome,
+            client=_fit(client, 64),
+            request_id=_fit(request_id, 64),
+            detail=clean_detail(detail),
+        )
+        serialise_writes(session, AUDIT_LOCK_KEY, "audit_log")
+        last = session.execute(
+            select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
+        ).first()
+        row.id, row.prev_hash = (last.id + 1, last.hash) if last else (1, GENESIS_HASH)
+        row.hash = record_hash(row.prev_hash, hashed_fields(row))
+        session.add(row)
+        session.flush()
+        return row
+
+    def query(
+        self,
+        *,
+        username: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Records matching every given filter, newest first, and how many match in all.
+
+        ``limit`` is capped at 500; ``since`` is inclusive, ``until`` exclusive.
+        """
+        limit = max(1, min(limit, MAX_QUERY_LIMIT))
+        stmt = _filtered(select(AuditRecord), username, action, since, until)
+        count = _filtered(select(func.count(AuditRecord.id)), username, action, since, until)
+        with self._db.session() as session:
+            total = session.scalar(count) or 0
+            rows = session.scalars(
+                stmt.order_by(AuditRecord.id.desc()).offset(max(0, offset)).limit(limit)
+            ).all()
+            return [record_view(row) for row in rows], total
+
+    def recent(
+        self, session: Session, *, action: str, outcome: str, username: str,
+        client: str | None, since: datetime,
+    ) -> list[datetime]:  # fmt: skip
+        """When ``username`` from ``client`` had ``action`` end in ``outcome`` since
+        ``since``, oldest first (for rate limits)."""
+        # compare with the stored (cut) values, or an over-long name would escape the limit
+        client = _fit(client, 64)
+        stmt = _filtered(select(AuditRecord.at), username[:64], action, since, None).where(
+            AuditRecord.outcome == outcome,
+            AuditRecord.client.is_(None) if client is None else AuditRecord.client == client,
+        )
+        return list(session.scalars(stmt.order_by(AuditRecord.at)))
+
+    def verify(self) -> VerifyResult:
+        """Check the whole chain, streaming records in id order."""
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000)
+            )
+            return check_chain(iter(rows))
+
+
+def _filtered(
+    stmt: Select[Any],
+    username: str | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[Any]:
+    if username is not None:
+        stmt = stmt.where(AuditRecord.username == username)
+    if action is not None:
+        stmt = stmt.where(AuditRecord.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditRecord.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditRecord.at < until)
+    return stmt
