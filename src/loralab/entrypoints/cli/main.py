@@ -13,10 +13,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from loralab.entrypoints.cli.audit import audit_app
 from loralab.entrypoints.cli.common import console, err_console, guard
 from loralab.entrypoints.cli.data import data_app
 from loralab.entrypoints.cli.models import models_app
 from loralab.entrypoints.cli.serve import client_app, serve
+from loralab.entrypoints.cli.users import users_app
 from loralab.entrypoints.cli.worker import worker as worker_command
 from loralab.settings import Settings, load_settings
 
@@ -31,6 +33,8 @@ runs_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 app.command("worker")(worker_command)
 app.add_typer(client_app, name="client")
 app.command()(serve)

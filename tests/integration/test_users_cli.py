@@ -1,0 +1,98 @@
+"""`loralab users ...` and `loralab audit ...` against a SQLite database."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from loralab.adapters.db import Database
+from loralab.adapters.migrate import current_revision
+from loralab.entrypoints.cli.audit import audit_app
+from loralab.entrypoints.cli.users import users_app
+
+pytestmark = [pytest.mark.integration]
+runner = CliRunner()
+PW = "a long enough password"
+
+
+@pytest.fixture()
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'fresh' / 'loralab.db'}"
+    monkeypatch.setenv("LORALAB_DB__URL", url)
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
+def users(*args: str, input: str | None = None) -> object:
+    return runner.invoke(users_app, list(args), input=input, catch_exceptions=False)
+
+
+def audit(*args: str) -> object:
+    return runner.invoke(audit_app, list(args), catch_exceptions=False)
+
+
+def test_create_prompts_twice_and_migrates_first(db_url: str) -> None:
+    assert current_revision(db_url) is None
+    result = users("create", "alice", "--admin", input=f"{PW}\n{PW}\n")
+    assert result.exit_code == 0, result.output
+    assert current_revision(db_url) == "0001"
+    assert "created admin alice" in result.output
+    assert PW not in result.output  # hidden input
+    listing = users("list")
+    assert "alice" in listing.output and "admin" in listing.output
+
+
+def test_mismatched_confirmation_asks_again(db_url: str) -> None:
+    result = users("create", "bob", input=f"{PW}\nother password!\n{PW}\n{PW}\n")
+    assert result.exit_code == 0, result.output
+    assert "do not match" in result.output.lower()
+
+
+def test_state_changes_and_errors(db_url: str) -> None:
+    assert users("create", "root", "--admin", "--password-stdin", input=PW + "\n").exit_code == 0
+    assert users("create", "carol", "--password-stdin", input=PW + "\n").exit_code == 0
+    duplicate = users("create", "carol", "--password-stdin", input=PW + "\n")
+    assert duplicate.exit_code == 2 and "already exists" in duplicate.output
+    short = users("create", "dave", "--password-stdin", input="short\n")
+    assert short.exit_code == 2 and "password:" in short.output
+    assert users("set-role", "carol", "admin").exit_code == 0
+    assert users("disable", "carol").exit_code == 0
+    assert "disabled" in users("list").output
+    assert users("enable", "carol").exit_code == 0
+    assert users("passwd", "carol", "--password-stdin", input=PW + "2\n").exit_code == 0
+    last = users("set-role", "root", "user")
+    assert last.exit_code == 0  # carol is an admin too
+    refused = users("set-role", "carol", "user")
+    assert refused.exit_code == 2 and "last admin" in refused.output
+    assert users("set-role", "carol", "boss").exit_code == 2
+    assert users("disable", "nobody").exit_code == 2
+
+
+def test_audit_list_and_verify(db_url: str) -> None:
+    users("create", "erin", "--password-stdin", input=PW + "\n")
+    users("disable", "erin")
+    listing = audit("list", "--action", "user.disable")
+    assert listing.exit_code == 0
+    assert f"cli:{getpass.getuser()}" in listing.output and "erin" in listing.output
+    assert "1 of 1" in listing.output
+    ok = audit("verify")
+    assert ok.exit_code == 0 and "audit chain OK: 2 records" in ok.output
+    db = Database(db_url)
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET target = 'mallory' WHERE id = 1"))
+    db.dispose()
+    broken = audit("verify")
+    assert broken.exit_code == 1
+    assert "record 1" in broken.output and "altered" in broken.output
+
+
+def test_main_app_wires_users_and_audit() -> None:
+    from loralab.entrypoints.cli.main import app
+
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "users" in result.output and "audit" in result.output
