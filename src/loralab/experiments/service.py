@@ -308,3 +308,58 @@ def latest_run(settings: Settings, experiment: str | None = None) -> RunPaths:
         if summary.status in {"succeeded", "stopped"}:
             return RunPaths(summary.path)
     raise NotFound("no finished run yet: train one with `loralab train CONFIG`")
+
+
+MLFLOW_RUN_ID = set("0123456789abcdef")
+
+
+def mlflow_run(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Params, metrics (latest values) and artifact paths of one MLflow run."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from loralab.adapters.tracking import tracking_uri
+
+    if not 1 <= len(run_id) <= 64 or not set(run_id) <= MLFLOW_RUN_ID:
+        raise NotFound(f"no MLflow run {run_id[:64]!r}")
+    client = MlflowClient(tracking_uri(settings))
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise NotFound(f"no MLflow run {run_id!r}") from None
+    artifacts = [a.path for a in client.list_artifacts(run_id)]
+    for folder in [a for a in client.list_artifacts(run_id) if a.is_dir]:
+        artifacts += [a.path for a in client.list_artifacts(run_id, folder.path)]
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "artifacts": sorted(artifacts),
+    }
+
+
+def mlflow_info(settings: Settings) -> dict[str, Any]:
+    """Where tracking lives, for users (no credentials: any user:password@ part is dropped)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from loralab.adapters.tracking import tracking_uri
+
+    uri = tracking_uri(settings)
+    parts = urlsplit(uri)
+    if parts.scheme in {"http", "https"}:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        uri = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        ui = uri
+    else:
+        uri = (
+            parts.scheme + ":" + ("///<results home>/mlflow.db" if parts.scheme == "sqlite" else "")
+        )
+        ui = f"http://127.0.0.1:{settings.mlflow.ui_port} (make mlflow-ui)"
+    return {"tracking_uri": uri, "ui": ui}

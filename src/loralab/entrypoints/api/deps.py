@@ -1,0 +1,79 @@
+"""Dependencies named as users of the platform know them.
+
+``get_current_user``: a valid token (401 otherwise). ``check_admin``: admin-only routes (403,
+and the denial is audited). ``check_task_owner``: the job, if the caller owns it or is an admin;
+anyone else gets the same 404 as for a job that does not exist (the check lives in the job
+service, so the CLI and worker obey it too).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from loralab.bootstrap import Services
+from loralab.errors import NotAuthenticated, PermissionDenied
+from loralab.users.service import Actor, RequestContext
+
+bearer = HTTPBearer(auto_error=False, description="A token from POST /login")
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def request_context(request: Request) -> RequestContext:
+    client = request.client.host if request.client else None
+    return RequestContext(client=client, request_id=getattr(request.state, "request_id", None))
+
+
+def get_current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Actor:
+    """The signed-in user behind the bearer token."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated(
+            "sign in first: POST /login, then send 'Authorization: Bearer <token>'"
+        )
+    actor = services(request).users.authenticate(credentials.credentials)
+    request.state.actor = actor
+    return actor
+
+
+CurrentUser = Annotated[Actor, Depends(get_current_user)]
+Context = Annotated[RequestContext, Depends(request_context)]
+
+
+def check_admin(request: Request, actor: CurrentUser, ctx: Context) -> Actor:
+    """Admins only; a refusal is on the audit record."""
+    if actor.role != "admin":
+        found = services(request)
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        with found.db.session() as session:
+            found.audit.record(
+                session,
+                action=f"access {request.method} {route}",
+                outcome="denied",
+                username=actor.username,
+                role=actor.role,
+                target=route,
+                client=ctx.client,
+                request_id=ctx.request_id,
+            )
+        raise PermissionDenied("this needs the admin role")
+    return actor
+
+
+Admin = Annotated[Actor, Depends(check_admin)]
+
+
+def check_task_owner(task_id: str, request: Request, actor: CurrentUser) -> dict[str, Any]:
+    """The job ``task_id`` as its owner (or an admin) sees it; NotFound for anyone else."""
+    return services(request).jobs.get(actor, task_id)
+
+
+OwnedTask = Annotated[dict[str, Any], Depends(check_task_owner)]

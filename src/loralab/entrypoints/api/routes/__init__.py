@@ -1,0 +1,1 @@
+"""Route modules of the platform API (thin: parse, call one service, shape the answer)."""

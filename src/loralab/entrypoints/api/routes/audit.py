@@ -1,0 +1,29 @@
+"""The audit log (admins)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from loralab.entrypoints.api.deps import Admin, services
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/audit/logs", summary="Audit records, newest first (admin)")
+def audit_logs(
+    request: Request,
+    actor: Admin,
+    user: str | None = Query(default=None, description="Only this user's records."),
+    action: str | None = Query(default=None, description="Only this action, e.g. login."),
+    since: datetime | None = Query(default=None, description="ISO time, inclusive."),
+    until: datetime | None = Query(default=None, description="ISO time, exclusive."),
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> dict[str, Any]:
+    records, total = services(request).audit.query(
+        username=user, action=action, since=since, until=until, offset=offset, limit=limit
+    )
+    return {"items": records, "total": total, "offset": offset, "limit": limit}

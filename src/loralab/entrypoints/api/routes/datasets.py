@@ -1,0 +1,50 @@
+"""Dataset upload and browsing (validated and versioned by the data service)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from loralab.datasets import uploads
+from loralab.datasets.service import DataSpec
+from loralab.entrypoints.api.deps import Context, CurrentUser, services
+
+router = APIRouter(tags=["datasets"])
+
+
+@router.post("/datasets", status_code=201, summary="Upload a dataset file as a new version")
+def upload(
+    request: Request,
+    actor: CurrentUser,
+    ctx: Context,
+    name: Annotated[str, Form(description="Dataset name, e.g. reviews", max_length=128)],
+    file: Annotated[UploadFile, File(description=".csv, .tsv, .jsonl or .parquet")],
+    text_column: Annotated[str, Form(max_length=128)] = "text",
+    label_column: Annotated[str, Form(max_length=128)] = "label",
+) -> dict[str, Any]:
+    """Validated before anything is stored; errors name the line and field (422)."""
+    found = services(request)
+    return uploads.upload_dataset(
+        found.settings,
+        found.db,
+        found.audit,
+        actor,
+        ctx,
+        name=name,
+        filename=file.filename or "",
+        stream=file.file,
+        spec=DataSpec(text_column=text_column, label_column=label_column),
+    )
+
+
+@router.get("/datasets", summary="Dataset versions you may use")
+def list_datasets(request: Request, actor: CurrentUser) -> list[dict[str, Any]]:
+    found = services(request)
+    return uploads.list_visible(found.settings, found.db, actor)
+
+
+@router.get("/datasets/{ref}", summary="One dataset version (NAME@VERSION or NAME@latest)")
+def show_dataset(ref: str, request: Request, actor: CurrentUser) -> dict[str, Any]:
+    found = services(request)
+    return uploads.show_visible(found.settings, found.db, actor, ref)

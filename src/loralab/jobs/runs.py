@@ -1,0 +1,28 @@
+"""MLflow runs as job owners see them: a run belongs to the user whose job produced it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from loralab.adapters.db import Database, Job
+from loralab.errors import NotFound
+from loralab.experiments import service as experiments
+from loralab.settings import Settings
+
+
+def run_details(db: Database, settings: Settings, actor: Any, run_id: str) -> dict[str, Any]:
+    """An MLflow run's params, metrics and artifacts, for its job's owner or an admin.
+
+    Anyone else gets the same NotFound as for a run that does not exist.
+    """
+    if getattr(actor, "role", None) != "admin":
+        with db.session() as session:
+            owner = session.scalar(select(Job.owner_id).where(Job.mlflow_run_id == run_id))
+        if owner is None or owner != actor.id:
+            raise NotFound(f"no MLflow run {run_id[:64]!r}")
+    details = experiments.mlflow_run(settings, run_id)
+    with db.session() as session:
+        job = session.scalar(select(Job.id).where(Job.mlflow_run_id == run_id))
+    return {**details, "task_id": job}

@@ -1,0 +1,44 @@
+"""Registry changes made on behalf of a signed-in user, on the audit record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loralab.adapters.db import Database
+from loralab.errors import LoralabError, PermissionDenied
+from loralab.registry.service import RegistryService, TransitionResult
+
+
+def transition_audited(
+    registry: RegistryService,
+    db: Database,
+    audit: Any,
+    actor: Any,
+    ctx: Any,
+    *,
+    ref: str,
+    stage: str,
+    reason: str = "",
+    force: bool = False,
+) -> TransitionResult:
+    """``registry.transition`` by ``actor``, recorded allowed, denied or failed."""
+    outcome, detail = "allowed", {"stage": stage, "force": force}
+    try:
+        return registry.transition(ref, stage, user=actor.username, reason=reason, force=force)
+    except LoralabError as err:
+        outcome = "denied" if isinstance(err, PermissionDenied) else "failed"
+        detail["error"] = str(err)[:500]
+        raise
+    finally:
+        with db.session() as session:
+            audit.record(
+                session,
+                action="model.transition",
+                outcome=outcome,
+                username=actor.username,
+                role=actor.role,
+                target=ref[:255],
+                client=ctx.client,
+                request_id=ctx.request_id,
+                detail=detail,
+            )
