@@ -18,6 +18,7 @@ from kombu import Queue
 
 from loralab.adapters.db import Database
 from loralab.adapters.queue import QUEUES, RUN_JOB_TASK, CeleryJobQueue
+from loralab.audit.log import AuditLog
 from loralab.jobs.recover import start_recovery
 from loralab.jobs.service import JobService
 from loralab.settings import Settings
@@ -68,24 +69,8 @@ class _ProcessServices:
         pid = os.getpid()
         if pid not in self._built:
             db = Database(self.settings.db_url, self.settings.db.echo)
-            self._built[pid] = JobService(db, self.settings, CeleryJobQueue(self.app), _audit(db))
+            self._built[pid] = JobService(db, self.settings, CeleryJobQueue(self.app), AuditLog(db))
         return self._built[pid]
-
-
-def _audit(db: Database) -> Any:
-    """The audit log (the worker itself records no user actions)."""
-    try:
-        from loralab.audit.log import AuditLog
-    except ImportError:  # TODO(jobs): drop once loralab.audit.log lands
-        return _LoggedAudit()
-    return AuditLog(db)
-
-
-class _LoggedAudit:
-    """Stand-in until the audit log exists: records to the worker's log."""
-
-    def record(self, session: Any, **fields: Any) -> None:
-        log.info("audit %s", fields)
 
 
 def _connect_recovery(app: Celery, settings: Settings) -> None:
