@@ -46,9 +46,24 @@ class ModelResolver:
     def __init__(self, settings: Settings, registry: RegistryService | None = None) -> None:
         self.settings = settings
         self.registry = registry or RegistryService(settings)
+        self._cache: dict[str, tuple[int, ModelHandle]] = {}
 
     def resolve(self, ref: str) -> ModelHandle:
-        """``NAME@production`` | ``NAME@staging`` | ``NAME@VERSION`` | a run id (or prefix)."""
+        """``NAME@production`` | ``NAME@staging`` | ``NAME@VERSION`` | a run id (or prefix).
+
+        Answers are cached until the card folder changes (any promotion or archive does).
+        """
+        stamp = self.registry.store.stamp()
+        cached = self._cache.get(ref)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        handle = self._resolve(ref)
+        if len(self._cache) > 1024:
+            self._cache.clear()
+        self._cache[ref] = (stamp, handle)
+        return handle
+
+    def _resolve(self, ref: str) -> ModelHandle:
         ref = ref.strip()
         if not REF_PATTERN.match(ref):
             raise InvalidInput(
@@ -98,7 +113,7 @@ class ModelResolver:
             raise NotFound(str(err)) from None
         registered = read_state(run).get("registered_model")
         if registered:
-            return self.resolve(str(registered))
+            return self._resolve(str(registered))
         return _from_run(run, key=f"run:{run.run_id}", stage=None)
 
     def default_ref(self, experiment: str | None = None) -> str:
