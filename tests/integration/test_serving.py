@@ -257,3 +257,15 @@ def test_concurrent_requests_for_two_adapters_never_mix(live: tuple[str, dict]) 
     batches = [line for line in metrics.splitlines() if "loralab_predict_batch_size_count" in line]
     count = float(batches[0].split()[-1])
     assert count < 120, "concurrent requests were not gathered into micro-batches"
+
+
+def test_lru_cache_evicts_and_reloads_adapters_correctly(env: tuple[Settings, dict]) -> None:
+    settings, runs = env
+    settings.serving.cache_size = 1
+    expected = {v: direct(runs[v], TEXTS[:1])[0] for v in ("sent@1", "sent@2")}
+    with TestClient(create_serving_app(settings, model="sent@1")) as client:
+        for version in ("sent@2", "sent@1", "sent@2", "sent@1"):
+            got = client.post("/predict", json={"text": TEXTS[0], "model": version}).json()
+            assert (got["label_name"], got["model_version"]) == (expected[version][0], version)
+            assert got["probability"] == pytest.approx(expected[version][1], abs=1e-4)
+            assert client.get("/health").json()["loaded"] == [version]
