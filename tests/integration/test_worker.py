@@ -1,5 +1,6 @@
-"""The job queue with real parts: a dedicated redis-server, SQLite, real Celery worker processes
-training a tiny BERT. Workers are killed with SIGKILL, Redis is restarted, jobs are cancelled."""
+"""The job queue with real parts: a dedicated redis-server, a migrated SQLite database, the real
+audit log, real Celery worker processes training a tiny BERT. Workers are killed with SIGKILL,
+Redis is restarted, jobs are cancelled; a worker migrates an empty database before it starts."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 
-from loralab.adapters.db import Base, Database, Job, User
+from loralab.adapters.db import Database, Job, User
+from loralab.adapters.migrate import current_revision, head_revision, upgrade_database
 from loralab.adapters.queue import CeleryJobQueue
+from loralab.audit.log import AuditLog
 from loralab.entrypoints.worker.app import create_celery
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
@@ -96,11 +99,6 @@ class Ctx:
     request_id: str | None = None
 
 
-class NoAudit:
-    def record(self, session: Any, **fields: Any) -> None:
-        pass
-
-
 @dataclass
 class Stack:
     tmp: Path
@@ -113,12 +111,15 @@ class Stack:
 
     def jobs(self) -> JobService:
         queue = CeleryJobQueue(create_celery(self.settings))
-        return JobService(self.db, self.settings, queue, NoAudit())
+        return JobService(self.db, self.settings, queue, AuditLog(self.db))
 
-    def start_worker(self, **queue: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, extra_env: dict[str, str] | None = None, **queue: str
+    ) -> subprocess.Popen[bytes]:
         """A whole worker (parent + pool child) in its own process group."""
         env = dict(self.env)
         env.update({f"LORALAB_QUEUE__{k.upper()}": v for k, v in {**FAST, **queue}.items()})
+        env.update(extra_env or {})
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("wb")
         args = ["-A", "loralab.entrypoints.worker.main", "worker", "-Q", "cpu"]
         args += ["--concurrency", "1", "--loglevel", "INFO", "-n", f"w{len(self.workers)}@%h"]
@@ -177,8 +178,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator
         queue=QueueSettings(broker_url=redis.url, heartbeat_seconds=0.5, stale_after_seconds=3),
         db={"url": f"sqlite:///{tmp / 'loralab.db'}"},  # type: ignore[arg-type]
     )
+    upgrade_database(settings.db_url)
     db = Database(settings.db_url)
-    Base.metadata.create_all(db.engine)
     with db.session() as session:
         user = User(username="alice", password_hash="x", role="user")
         session.add(user)
@@ -270,6 +271,20 @@ def test_a_job_runs_queued_to_succeeded_and_registers_a_model(stack: Stack) -> N
     assert done["mlflow_run_id"] and done["run_id"] and done["attempts"] == 1
     assert done["progress"]["step"] == 60 and done["progress"]["percent"] == 100.0
     assert all(step["status"] == "done" for step in done["steps"])
+    audit = AuditLog(stack.db)
+    submits, _ = audit.query(action="job.submit", username="alice")
+    assert f"job:{view['id']}" in {r["target"] for r in submits}
+    assert audit.verify().ok
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_a_worker_migrates_an_empty_database_before_taking_jobs(stack: Stack) -> None:
+    url = f"sqlite:///{stack.tmp / 'empty' / 'loralab.db'}"
+    assert current_revision(url) is None
+    stack.start_worker(extra_env={"LORALAB_DB__URL": url})
+    log = stack.tmp / f"worker-{len(stack.workers) - 1}.log"
+    wait_for(lambda: current_revision(url) == head_revision(), 60, "the worker to migrate")
+    wait_for(lambda: "ready" in log.read_text(errors="replace"), 60, "the worker to be ready")
 
 
 @pytest.mark.usefixtures("cleanup")

@@ -1,11 +1,16 @@
 """Schema migrations: run the Alembic revisions shipped inside the package.
 
 ``upgrade_database(url)`` brings any SQLite or PostgreSQL database to the newest revision; it
-is cheap when the database is already there, so every entrypoint may call it at start.
+is cheap when the database is already there, so every entrypoint may call it at start. Upgrades
+that start at the same time (the API and a worker) wait for each other: PostgreSQL through an
+advisory lock (``migrations/env.py``), SQLite through a lock file beside the database (SQLite
+runs DDL outside the migration's transaction, so two processes would both create the tables).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -42,10 +47,30 @@ def _ensure_sqlite_folder(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+@contextlib.contextmanager
+def _sqlite_upgrade_lock(url: str) -> Iterator[None]:
+    """Exclusive among processes upgrading the same SQLite file (POSIX ``flock``)."""
+    path = _sqlite_file(url)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock, start one process first
+        fcntl = None  # type: ignore[assignment]
+    if path is None or fcntl is None:
+        yield
+        return
+    with path.with_name(f"{path.name}.migrate-lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade_database(url: str) -> None:
     """Run ``alembic upgrade head`` on ``url`` (SQLite or PostgreSQL)."""
     _ensure_sqlite_folder(url)
-    command.upgrade(alembic_config(url), "head")
+    with _sqlite_upgrade_lock(url):
+        command.upgrade(alembic_config(url), "head")
 
 
 def current_revision(url: str) -> str | None:

@@ -51,3 +51,18 @@ def test_percent_in_path_survives_alembic_config(tmp_path: Path) -> None:
     upgrade_database(url)  # unescaped, alembic's config parser would refuse the %
     assert current_revision(url) == "0001"
     assert len(list(tmp_path.glob("odd*.db"))) == 1
+
+
+def test_processes_upgrading_a_fresh_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """The API and workers start together: none may fail on "table already exists"."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'loralab.db'}"
+    code = f"from loralab.adapters.migrate import upgrade_database; upgrade_database({url!r})"
+    starts = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode()[-400:] for p in starts]
+    assert [p.returncode for p in starts] == [0, 0, 0, 0], errors
+    assert current_revision(url) == "0001" and schema_diffs(url) == []

@@ -1,28 +1,28 @@
-"""Fixtures for the job unit tests: a SQLite database, two users and an admin, a registered
+"""Fixtures for the job unit tests: a migrated database, two users and an admin, a registered
 dataset, a hand-written queue and audit log."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from jobs_fakes import FakeAudit, FakeQueue, Who, add_user, make_settings
 
-from loralab.adapters.db import Base, Database
+from loralab.adapters.db import Database
 from loralab.jobs.service import JobService
 from loralab.settings import Settings
 
 
 @pytest.fixture()
-def settings(tmp_path: Path, tiny_bert: Path) -> Settings:
-    return make_settings(tmp_path, tiny_bert)
+def settings(tmp_path: Path, tiny_bert: Path, sqlite_db_url: str) -> Settings:
+    return make_settings(tmp_path, tiny_bert, db_url=sqlite_db_url)
 
 
 @pytest.fixture()
-def db(settings: Settings) -> Database:
+def db(settings: Settings) -> Iterator[Database]:
     settings.storage.results_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.db_url)
-    Base.metadata.create_all(database.engine)
     yield database
     database.dispose()
 

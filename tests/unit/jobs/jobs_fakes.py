@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab.adapters.db import Database, User
-from loralab.settings import QueueSettings, Settings, StorageSettings
+from loralab.settings import DbSettings, QueueSettings, Settings, StorageSettings
 
 DATASET = "reviews"
 
@@ -50,10 +50,13 @@ class FakeAudit:
         self.records.append(fields)
 
 
-def make_settings(tmp_path: Path, tiny_bert: Path, **queue: Any) -> Settings:
+def make_settings(
+    tmp_path: Path, tiny_bert: Path, db_url: str | None = None, **queue: Any
+) -> Settings:
     return Settings(
         storage=StorageSettings(results_dir=tmp_path / "results", models_dir=tiny_bert.parent),
         queue=QueueSettings(**queue),
+        db=DbSettings(url=db_url),
     )
 
 

@@ -3,6 +3,10 @@
 No result backend: the jobs table is the truth about a job. Messages are acknowledged after the
 task ends (``task_acks_late``) and put back when a worker process dies mid-task, so a crash never
 loses a job; a duplicate delivery is harmless because execution is leased and idempotent.
+
+A worker brings the database to the newest migration before it takes its first job (cheap when
+it is there already), so a worker started before the API, or after an upgrade, never runs a job
+against an old schema. Publishing (the API) builds the same app and migrates nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 from kombu import Queue
 
 from loralab.adapters.db import Database
@@ -52,6 +56,7 @@ def create_celery(settings: Settings) -> Celery:
         worker = f"{self.request.hostname or 'worker'}:{os.getpid()}"
         services.jobs().execute(str(job_id), worker)
 
+    _connect_migration(app, settings)
     _connect_recovery(app, settings)
     return app
 
@@ -71,6 +76,28 @@ class _ProcessServices:
             db = Database(self.settings.db_url, self.settings.db.echo)
             self._built[pid] = JobService(db, self.settings, CeleryJobQueue(self.app), AuditLog(db))
         return self._built[pid]
+
+
+def _connect_migration(app: Celery, settings: Settings) -> None:
+    """When this app's worker starts (before it consumes), migrate its database to head.
+
+    A failed migration stops the worker: it must not run jobs against a schema it does not
+    know. (Celery logs and swallows a receiver's Exception, so the failure leaves as SystemExit.)
+    """
+
+    def on_init(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", app) is not app:
+            return
+        from loralab.adapters.migrate import upgrade_database
+
+        try:
+            upgrade_database(settings.db_url)
+        except Exception as err:
+            log.critical("cannot migrate the database; the worker stops: %s", err)
+            raise SystemExit(f"loralab worker: database migration failed: {err}") from err
+        log.info("database at the newest migration")
+
+    worker_init.connect(on_init, weak=False)
 
 
 def _connect_recovery(app: Celery, settings: Settings) -> None:
