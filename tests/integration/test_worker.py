@@ -4,21 +4,24 @@ Redis is restarted, jobs are cancelled; a worker migrates an empty database befo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.integration.services import (
+    RedisServer,
+    kill_group,
+    platform_env,
+    private_pg_database,
+    start_worker,
+    wait_for,
+)
 
 from loralab.adapters.db import Database, Job, User
 from loralab.adapters.migrate import current_revision, head_revision, upgrade_database
@@ -32,58 +35,7 @@ from loralab.training.checkpoints import MARKER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CELERY = str(Path(sys.executable).with_name("celery"))
 FAST = {"heartbeat_seconds": "0.5", "stale_after_seconds": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server (never the system one on 6379) with an fsync'd append-only file."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-        self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
-        wait_for(lambda: _answers(self.port), 10, "redis-server to answer")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
 
 
 @dataclass(frozen=True)
@@ -120,25 +72,14 @@ class Stack:
         env = dict(self.env)
         env.update({f"LORALAB_QUEUE__{k.upper()}": v for k, v in {**FAST, **queue}.items()})
         env.update(extra_env or {})
-        log = (self.tmp / f"worker-{len(self.workers)}.log").open("wb")
-        args = ["-A", "loralab.entrypoints.worker.main", "worker", "-Q", "cpu"]
-        args += ["--concurrency", "1", "--loglevel", "INFO", "-n", f"w{len(self.workers)}@%h"]
-        process = subprocess.Popen(
-            [CELERY, *args],
-            env=env,
-            cwd=self.tmp,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        log = self.tmp / f"worker-{len(self.workers)}.log"
+        process = start_worker(env, self.tmp, log, name=f"w{len(self.workers)}")
         self.workers.append(process)
         return process
 
     def kill_worker(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the parent and its children at once (no warm shutdown, no acks)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_group(process)
 
     def row(self, job_id: str) -> Job:
         with self.db.session() as session:
@@ -160,14 +101,13 @@ class Stack:
         return "\n----\n".join(tails)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[Stack]:
+def build_stack(tmp: Path, tiny_bert: Path, db_url: str | None = None) -> Stack:
+    """Redis, a migrated database (SQLite unless ``db_url``), alice, a registered dataset."""
     from tests.conftest import make_rows, write_csv
 
     from loralab.datasets.service import DataSpec, register_dataset
     from loralab.settings import QueueSettings, RegistrySettings, StorageSettings
 
-    tmp = tmp_path_factory.mktemp("queue")
     redis = RedisServer(tmp / "redis")
     redis.start()
     results, models = tmp / "results", tiny_bert.parent
@@ -176,7 +116,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator
         storage=StorageSettings(results_dir=results, models_dir=models),
         registry=RegistrySettings(card_dir=tmp / "cards"),
         queue=QueueSettings(broker_url=redis.url, heartbeat_seconds=0.5, stale_after_seconds=3),
-        db={"url": f"sqlite:///{tmp / 'loralab.db'}"},  # type: ignore[arg-type]
+        db={"url": db_url or f"sqlite:///{tmp / 'loralab.db'}"},  # type: ignore[arg-type]
     )
     upgrade_database(settings.db_url)
     db = Database(settings.db_url)
@@ -189,34 +129,61 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator
     register_dataset(
         settings, "reviews", data, user="alice", spec=DataSpec(base_model=str(tiny_bert))
     )
-    env = {
-        **os.environ,
-        "LORALAB_QUEUE__BROKER_URL": redis.url,
-        "LORALAB_DB__URL": settings.db_url,
-        "LORALAB_STORAGE__RESULTS_DIR": str(results),
-        "LORALAB_STORAGE__MODELS_DIR": str(models),
-        "LORALAB_REGISTRY__CARD_DIR": str(tmp / "cards"),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    built = Stack(tmp, redis, db, settings, alice, env)
-    yield built
+    env = platform_env(
+        broker_url=redis.url,
+        db_url=settings.db_url,
+        results=results,
+        models=models,
+        cards=tmp / "cards",
+    )
+    return Stack(tmp, redis, db, settings, alice, env)
+
+
+def close_stack(built: Stack) -> None:
     for process in built.workers:
         built.kill_worker(process)
-    redis.kill()
-    db.dispose()
+    built.redis.kill()
+    built.db.dispose()
 
 
-@pytest.fixture()
-def cleanup(stack: Stack) -> Iterator[None]:
-    """Each test ends with no worker running and no job left active."""
-    yield
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[Stack]:
+    built = build_stack(tmp_path_factory.mktemp("queue"), tiny_bert)
+    yield built
+    close_stack(built)
+
+
+@pytest.fixture(scope="module")
+def pg_stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[Stack]:
+    """The same parts on a PostgreSQL database of its own (skips when no server answers)."""
+    with private_pg_database() as url:
+        built = build_stack(tmp_path_factory.mktemp("queue-pg"), tiny_bert, url)
+        try:
+            yield built
+        finally:
+            close_stack(built)
+
+
+def end_cleanly(stack: Stack) -> None:
+    """No worker running and no job left active."""
     for process in stack.workers:
         stack.kill_worker(process)
     with stack.db.session() as session:
         session.query(Job).filter(Job.state.not_in(["succeeded", "failed", "cancelled"])).update(
             {"state": "cancelled"}
         )
+
+
+@pytest.fixture()
+def cleanup(stack: Stack) -> Iterator[None]:
+    yield
+    end_cleanly(stack)
+
+
+@pytest.fixture()
+def pg_cleanup(pg_stack: Stack) -> Iterator[None]:
+    yield
+    end_cleanly(pg_stack)
 
 
 def train_request(name: str, steps: int = 60) -> TrainRequest:
@@ -249,10 +216,10 @@ def checkpoint_of(stack: Stack, job_id: str) -> int | None:
     return int(found[0].parent.name.split("-")[1]) if found else None
 
 
-@pytest.mark.usefixtures("cleanup")
-def test_a_job_runs_queued_to_succeeded_and_registers_a_model(stack: Stack) -> None:
+def run_to_success(stack: Stack, name: str) -> None:
+    """Submit, start a worker, see the job pass through the running states and succeed."""
     jobs = stack.jobs()
-    view = jobs.submit(stack.alice, train_request("happy"), Ctx())
+    view = jobs.submit(stack.alice, train_request(name), Ctx())
     assert view["state"] == "queued"
     stack.start_worker()
     seen: list[str] = []
@@ -267,7 +234,7 @@ def test_a_job_runs_queued_to_succeeded_and_registers_a_model(stack: Stack) -> N
     done = jobs.get(stack.alice, view["id"])
     assert done["state"] == "succeeded", (done, stack.logs())
     assert {"validating", "training", "registering"} <= set(seen), seen
-    assert done["model_version"] == "happy@1" and versions(stack, "happy") == ["happy@1"]
+    assert done["model_version"] == f"{name}@1" and versions(stack, name) == [f"{name}@1"]
     assert done["mlflow_run_id"] and done["run_id"] and done["attempts"] == 1
     assert done["progress"]["step"] == 60 and done["progress"]["percent"] == 100.0
     assert all(step["status"] == "done" for step in done["steps"])
@@ -275,6 +242,16 @@ def test_a_job_runs_queued_to_succeeded_and_registers_a_model(stack: Stack) -> N
     submits, _ = audit.query(action="job.submit", username="alice")
     assert f"job:{view['id']}" in {r["target"] for r in submits}
     assert audit.verify().ok
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_a_job_runs_queued_to_succeeded_and_registers_a_model(stack: Stack) -> None:
+    run_to_success(stack, "happy")
+
+
+@pytest.mark.usefixtures("pg_cleanup")
+def test_a_job_runs_queued_to_succeeded_on_postgresql(pg_stack: Stack) -> None:
+    run_to_success(pg_stack, "happypg")
 
 
 @pytest.mark.usefixtures("cleanup")

@@ -231,8 +231,10 @@ class JobService:
             "updated_at": literal(now, stamp),
         }
         source = select(*values.values()).where(active < self.settings.queue.max_active_per_user)
-        result = session.execute(insert(Job).from_select(list(values), source))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        # RETURNING, not rowcount: an ORM INSERT ... SELECT reports rowcount -1 on PostgreSQL
+        # (inserted or not), which read as "inserted" and let users pass the limit
+        statement = insert(Job).from_select(list(values), source).returning(Job.id)
+        return session.execute(statement).scalar() is not None
 
     def _send(self, job_id: str, queue: str) -> None:
         try:

@@ -1,5 +1,5 @@
-"""Fixtures for the job unit tests: a migrated database, two users and an admin, a registered
-dataset, a hand-written queue and audit log."""
+"""Fixtures for the job unit tests: a migrated database (each test runs on SQLite and on
+PostgreSQL), two users and an admin, a registered dataset, a hand-written queue and audit log."""
 
 from __future__ import annotations
 
@@ -14,9 +14,17 @@ from loralab.jobs.service import JobService
 from loralab.settings import Settings
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database private to the test; PostgreSQL skips only when no server answers."""
+    fixture = "sqlite_db_url" if request.param == "sqlite" else "pg_private_db_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
 @pytest.fixture()
-def settings(tmp_path: Path, tiny_bert: Path, sqlite_db_url: str) -> Settings:
-    return make_settings(tmp_path, tiny_bert, db_url=sqlite_db_url)
+def settings(tmp_path: Path, tiny_bert: Path, db_url: str) -> Settings:
+    return make_settings(tmp_path, tiny_bert, db_url=db_url)
 
 
 @pytest.fixture()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from jobs_fakes import Ctx, FakeAudit, FakeQueue, Who, register_dataset
+from sqlalchemy import select
 
 from loralab.adapters.db import Database, Job
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
@@ -140,3 +143,28 @@ def test_cancel_queued_at_once_running_by_request_finished_conflict(
     with pytest.raises(Conflict, match="already cancelled"):
         jobs.cancel(alice, queued, Ctx())
     assert audit.records[-1]["outcome"] == "denied"
+
+
+def test_concurrent_submits_never_pass_the_per_user_limit(
+    jobs: JobService, people: dict[str, Who], db: Database, queue: FakeQueue, ref: str
+) -> None:
+    """Twelve submits of one user at the same moment: exactly three are queued, the rest are
+    refused, and only the queued ones reach the broker. (The fake audit log takes no lock, so
+    only the limit itself keeps the submits apart.)"""
+    alice, n = people["alice"], 12
+    start = threading.Barrier(n)
+
+    def submit(_: int) -> str:
+        start.wait()
+        try:
+            return str(jobs.submit(alice, request(ref), Ctx())["id"])
+        except TooManyRequests:
+            return "refused"
+
+    with ThreadPoolExecutor(n) as pool:
+        outcomes = list(pool.map(submit, range(n)))
+    queued = {o for o in outcomes if o != "refused"}
+    assert len(queued) == 3 and outcomes.count("refused") == n - 3
+    with db.session() as session:
+        stored = set(session.scalars(select(Job.id).where(Job.owner_id == alice.id)))
+    assert stored == queued and {job_id for job_id, _ in queue.sent} == queued

@@ -1,0 +1,165 @@
+"""Real parts for the integration tests and benches: a private redis-server, Celery worker
+processes, a uvicorn API process, a private PostgreSQL database.
+
+Nothing here touches the system services (Redis on 6379): every server gets a free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+CELERY = str(BIN / "celery")
+PG_HOST_URL = "postgresql://postgres@127.0.0.1:5432"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str, every: float = 0.05) -> Any:
+    """The first truthy value of ``check()``; AssertionError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+class RedisServer:
+    """A private redis-server (never the system one on 6379) with an fsync'd append-only file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
+        wait_for(lambda: redis_answers(self.port), 10, "redis-server to answer")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def platform_env(
+    *,
+    broker_url: str,
+    db_url: str,
+    results: Path,
+    models: Path,
+    cards: Path,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment a worker or API process of these settings reads (LORALAB_*)."""
+    return {
+        **os.environ,
+        "LORALAB_QUEUE__BROKER_URL": broker_url,
+        "LORALAB_DB__URL": db_url,
+        "LORALAB_STORAGE__RESULTS_DIR": str(results),
+        "LORALAB_STORAGE__MODELS_DIR": str(models),
+        "LORALAB_REGISTRY__CARD_DIR": str(cards),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **extra,
+    }
+
+
+def start_worker(
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    *,
+    name: str = "w0",
+    queues: str = "cpu",
+    concurrency: int = 1,
+    loglevel: str = "INFO",
+) -> subprocess.Popen[bytes]:
+    """A whole Celery worker (parent + pool children) in its own process group."""
+    args = ["-A", "loralab.entrypoints.worker.main", "worker", "-Q", queues]
+    args += ["--concurrency", str(concurrency), "--loglevel", loglevel, "-n", f"{name}@%h"]
+    return subprocess.Popen(
+        [CELERY, *args],
+        env=env,
+        cwd=cwd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def start_api(
+    env: dict[str, str], cwd: Path, log: Path, port: int, workers: int = 1
+) -> subprocess.Popen[bytes]:
+    """``uvicorn loralab.entrypoints.api.main:app`` on ``port``, in its own process group."""
+    args = ["loralab.entrypoints.api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    return subprocess.Popen(
+        [str(BIN / "uvicorn"), *args],
+        env=env,
+        cwd=cwd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Signal the process and its children at once (SIGKILL: no warm shutdown, no acks)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def private_pg_database() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own (URL), dropped afterwards; skips the test
+    when no server answers on 127.0.0.1:5432."""
+    from tests.conftest import _pg_admin, _pg_create, _pg_drop
+
+    from loralab.adapters.migrate import upgrade_database
+
+    admin = _pg_admin()
+    name = _pg_create(admin)
+    try:
+        url = f"{PG_HOST_URL}/{name}"
+        upgrade_database(url)
+        yield url
+    finally:
+        _pg_drop(admin, name)
+        admin.close()  # type: ignore[attr-defined]
