@@ -4,6 +4,10 @@ An uploaded file is streamed to a private temporary file (size-capped, the clien
 reduced to its extension), validated and registered by the data service, and the temporary file
 is removed whatever happens. A version uploaded by a user is visible to that user and to
 admins; versions registered from the CLI by an operator (no owner) are shared with everyone.
+
+The same rule decides what a user may train on (:func:`check_visible`): a version they may not
+see looks exactly like one that does not exist, and ``NAME@latest`` means the newest version
+they may see, so another user's newer upload neither hides theirs nor leaks into their job.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from loralab.adapters.db import Database, DatasetRecord, User
 from loralab.datasets import service as datasets
 from loralab.datasets.reader import FORMATS
-from loralab.datasets.versioning import DatasetVersion
-from loralab.errors import InvalidInput, NotFound, PayloadTooLarge
+from loralab.datasets.versioning import DatasetVersion, parse_ref
+from loralab.errors import InvalidInput, LoralabError, NotFound, PayloadTooLarge
 from loralab.settings import Settings
 
 CHUNK = 1 << 20
@@ -164,19 +168,67 @@ def visible(version: DatasetVersion, owners: dict[tuple[str, str], str], actor: 
 
 
 def list_visible(settings: Settings, db: Database, actor: Any) -> list[dict[str, Any]]:
-    """Dataset versions the actor may see and train on, with their owner."""
+    """The newest version of each dataset that the actor may see and train on (what
+    ``NAME@latest`` means for them), with its owner."""
     owners = _owners(db)
-    return [
-        {**view(v), "owner": owners.get((v.name, v.version))}
-        for v in datasets.list_datasets(settings)
-        if visible(v, owners, actor)
-    ]
+    store = datasets.store_for(settings)
+    newest = []
+    for name in store.names():
+        seen = [v for v in store.read_versions(name) if visible(v, owners, actor)]
+        newest += seen[-1:]
+    return [{**view(v), "owner": owners.get((v.name, v.version))} for v in newest]
 
 
 def show_visible(settings: Settings, db: Database, actor: Any, ref: str) -> dict[str, Any]:
     """One version (``NAME@VERSION`` or ``NAME@latest``) if the actor may see it."""
-    version = datasets.show_version(settings, ref)
+    version = resolve_visible(settings, db, actor, ref)
     owners = _owners(db)
-    if not visible(version, owners, actor):
-        raise NotFound(f"no dataset {ref!r}")
     return {**view(version), "owner": owners.get((version.name, version.version))}
+
+
+def _owner_ids(db: Database, name: str) -> dict[str, int]:
+    """Owner user id of each uploaded version of ``name`` (CLI-registered ones have none)."""
+    with db.session() as session:
+        rows = session.execute(
+            select(DatasetRecord.version, DatasetRecord.owner_id).where(DatasetRecord.name == name)
+        )
+        return {version: owner for version, owner in rows}
+
+
+def resolve_visible(settings: Settings, db: Database, actor: Any, ref: str) -> DatasetVersion:
+    """The version ``ref`` names among those ``actor`` may see (``latest``: the newest of them).
+
+    NotFound, with the same words whether the version does not exist or is someone else's; the
+    versions it lists are only the ones the actor may see.
+    """
+    try:
+        parsed = parse_ref(ref)
+        versions = datasets.store_for(settings).read_versions(parsed.name)
+    except LoralabError:
+        raise NotFound(f"no dataset {ref[:200]!r}") from None
+    if actor.role != "admin":
+        owners = _owner_ids(db, parsed.name)
+        versions = [v for v in versions if owners.get(v.version, actor.id) == actor.id]
+    if parsed.version == "latest":
+        matches = versions[-1:]
+    else:
+        matches = [
+            v
+            for v in versions
+            if v.version == parsed.version or v.fingerprint.startswith(parsed.version)
+        ]
+    if len(matches) != 1:
+        known = ", ".join(v.version for v in versions)
+        hint = f" (versions you may use: {known})" if known and not matches else ""
+        why = "is ambiguous" if matches else "not found"
+        raise NotFound(f"no dataset {ref!r}: {why}{hint}")
+    return matches[0]
+
+
+def check_visible(settings: Settings, db: Database, actor: Any, field: str, ref: str) -> str:
+    """The pinned ``NAME@vN`` that ``ref`` names for ``actor``, for a training job's ``field``;
+    InvalidInput naming the field when the actor may not use it (or it does not exist)."""
+    try:
+        return resolve_visible(settings, db, actor, ref).ref
+    except NotFound as err:
+        raise InvalidInput(f"{field}: {err}") from None

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loralab.datasets.versioning import parse_ref
-from loralab.errors import InvalidInput, LoralabError
+from loralab.errors import InvalidInput
 from loralab.settings import Settings
 from loralab.training.catalog import CATALOG
 from loralab.training.config import ConfigError, TrainConfig, build_config
@@ -103,21 +103,6 @@ def resolve_base_model(settings: Settings, name: str) -> str:
         return str((folder / name).resolve())
     local = f" or a model folder in {folder.name}/" if folder is not None else ""
     raise InvalidInput(f"base_model: {name!r} is not a catalog model ({', '.join(CATALOG)}){local}")
-
-
-def check_datasets(settings: Settings, request: TrainRequest) -> None:
-    """Each named dataset version exists (a clear error at submit, not later in the worker)."""
-    from loralab.datasets.service import store_for
-
-    store = store_for(settings)
-    for field in ("train_file", "validation_file"):
-        ref = getattr(request, field)
-        if ref is None:
-            continue
-        try:
-            store.resolve(ref)
-        except LoralabError as err:
-            raise InvalidInput(f"{field}: {err}") from None
 
 
 def to_train_config(settings: Settings, request: TrainRequest) -> TrainConfig:

@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session
 
 from loralab.adapters.db import Database, Job, User, utcnow
 from loralab.adapters.queue import JobQueue
+from loralab.datasets.uploads import check_visible
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
 from loralab.jobs import states
-from loralab.jobs.requests import TrainRequest, check_datasets, to_train_config
+from loralab.jobs.requests import TrainRequest, to_train_config
 from loralab.settings import Settings
 
 log = logging.getLogger("loralab.jobs")
@@ -118,11 +119,14 @@ class JobService:
     def submit(self, actor: ActorLike, request: TrainRequest, ctx: ContextLike) -> dict[str, Any]:
         """Queue a training job for ``actor``; at most ``max_active_per_user`` active jobs.
 
+        Datasets must be visible to the actor (theirs, shared, or any for an admin); one that
+        is not is refused exactly like one that does not exist.
+
         The row is committed before the broker hears of it, so a worker always finds it; a
         broker that is down leaves the job queued for the recovery sweep to send again.
         """
+        request = self._pin_datasets(actor, request)
         config = to_train_config(self.settings, request)
-        check_datasets(self.settings, request)
         job_id = str(uuid.uuid4())
         queue = queue_for(config.device)
         limit = self.settings.queue.max_active_per_user
@@ -197,6 +201,16 @@ class JobService:
         execute_job(self.db, self.settings, job_id, worker)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _pin_datasets(self, actor: ActorLike, request: TrainRequest) -> TrainRequest:
+        """Each named dataset version, if the actor may use it, pinned to ``NAME@vN``: the
+        worker trains on exactly the version checked here, whatever is uploaded later."""
+        pinned = {
+            field: check_visible(self.settings, self.db, actor, field, ref)
+            for field in ("train_file", "validation_file")
+            if (ref := getattr(request, field)) is not None
+        }
+        return request.model_copy(update=pinned)
+
     def _insert_within_limit(
         self,
         session: Session,
@@ -232,7 +246,7 @@ class JobService:
         }
         source = select(*values.values()).where(active < self.settings.queue.max_active_per_user)
         # RETURNING, not rowcount: an ORM INSERT ... SELECT reports rowcount -1 on PostgreSQL
-        # (inserted or not), which read as "inserted" and let users pass the limit
+        # whether it inserted or not, and a refused job read as queued
         statement = insert(Job).from_select(list(values), source).returning(Job.id)
         return session.execute(statement).scalar() is not None
 

@@ -1,0 +1,133 @@
+"""POST /train on datasets over HTTP: a user trains only on dataset versions they may see (their
+uploads, CLI-registered ones, any for an admin); anything else answers exactly like a missing
+dataset. A real migrated SQLite database and real services; the queue is a hand-written fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loralab.adapters.db import Job
+from loralab.bootstrap import Services, build_services
+from loralab.datasets import service as datasets
+from loralab.entrypoints.api.app import create_app
+from loralab.settings import AuthSettings, DbSettings, RegistrySettings, Settings, StorageSettings
+
+SECRET = "another-test-signing-secret-long-enough-0123456789"
+PASSWORD = "correct horse battery"
+MISSING = "nothere@v1"
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def enqueue(self, job_id: str, queue: str) -> None:
+        self.sent.append((job_id, queue))
+
+
+Platform = tuple[TestClient, Services, FakeQueue]
+
+
+@pytest.fixture()
+def platform(tmp_path: Path, tiny_bert: Path) -> Iterator[Platform]:
+    from tests.conftest import make_rows, write_csv
+
+    settings = Settings(
+        storage=StorageSettings(results_dir=tmp_path / "results", models_dir=tiny_bert.parent),
+        registry=RegistrySettings(card_dir=tmp_path / "cards"),
+        db=DbSettings(url=f"sqlite:///{tmp_path / 'platform.db'}"),
+        auth=AuthSettings(secret_key=SECRET),  # type: ignore[arg-type]
+    )
+    shared = write_csv(tmp_path / "reviews.csv", make_rows(40))
+    datasets.register_dataset(settings, "reviews", shared, user="ops")  # from the CLI: shared
+    queue = FakeQueue()
+    found = build_services(settings, queue=queue)
+    app = create_app(settings, found)
+    for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
+        found.users.create_user(name, PASSWORD, role)
+    with TestClient(app) as client:
+        yield client, found, queue
+
+
+def sign_in(client: TestClient, name: str) -> dict[str, str]:
+    response = client.post("/login", json={"username": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def upload(client: TestClient, who: dict[str, str], name: str, seed: int) -> str:
+    from tests.conftest import make_rows
+
+    rows = "".join(f"{text},{label}\n" for text, label in make_rows(40, seed=seed))
+    made = client.post(
+        "/datasets",
+        data={"name": name},
+        files={"file": (f"{name}.csv", ("text,label\n" + rows).encode(), "text/csv")},
+        headers=who,
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["ref"])
+
+
+def train(client: TestClient, who: dict[str, str], train_file: str, **more: Any) -> Any:
+    body = {"train_file": train_file, "base_model": "tiny-bert", "max_steps": 2, **more}
+    return client.post("/train", json=body, headers=who)
+
+
+def refused(client: TestClient, who: dict[str, str], ref: str, field: str) -> str:
+    """The 422 detail of a job naming ``ref`` in ``field``, with the ref itself blanked."""
+    body = {"train_file": ref} if field == "train_file" else {"train_file": "reviews@v1"}
+    if field == "validation_file":
+        body["validation_file"] = ref
+    response = train(client, who, **body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_input"
+    detail = str(response.json()["detail"])
+    assert detail.startswith(f"{field}: ")
+    return detail.replace(ref, "REF")
+
+
+def test_another_users_dataset_answers_exactly_like_a_missing_one(platform: Platform) -> None:
+    client, found, queue = platform
+    alice, bob = sign_in(client, "alice"), sign_in(client, "bob")
+    mine = upload(client, alice, "mine", seed=1)
+    for field in ("train_file", "validation_file"):
+        for theirs in (mine, "mine@latest"):
+            missing = theirs.replace("mine", "nothere")
+            assert refused(client, bob, theirs, field) == refused(client, bob, missing, field)
+    assert queue.sent == []
+    with found.db.session() as session:
+        assert session.query(Job).count() == 0
+
+
+def test_owner_admin_and_cli_registered_datasets_are_accepted(platform: Platform) -> None:
+    client, _, queue = platform
+    alice, bob, root = sign_in(client, "alice"), sign_in(client, "bob"), sign_in(client, "root")
+    mine = upload(client, alice, "mine", seed=1)
+    assert train(client, alice, mine).status_code == 202
+    assert train(client, alice, "reviews@latest", validation_file=mine).status_code == 202
+    assert train(client, root, mine).status_code == 202
+    assert train(client, bob, "reviews@latest").status_code == 202
+    assert len(queue.sent) == 4
+
+
+def test_latest_means_the_newest_version_you_may_use_and_the_job_keeps_it(
+    platform: Platform,
+) -> None:
+    client, found, _ = platform
+    alice, bob = sign_in(client, "alice"), sign_in(client, "bob")
+    assert upload(client, bob, "reviews", seed=9) == "reviews@v2"  # bob's own, newer version
+    shown = client.get("/datasets/reviews@latest", headers=alice).json()
+    assert shown["version"] == "v1"
+    assert {d["ref"] for d in client.get("/datasets", headers=alice).json()} == {"reviews@v1"}
+    assert {d["ref"] for d in client.get("/datasets", headers=bob).json()} == {"reviews@v2"}
+    jobs = {who: train(client, token, "reviews@latest").json()["id"] for who, token in
+            (("alice", alice), ("bob", bob))}  # fmt: skip
+    with found.db.session() as session:
+        files = {who: session.get(Job, job).config["train_file"] for who, job in jobs.items()}
+    assert files == {"alice": "reviews@v1", "bob": "reviews@v2"}
