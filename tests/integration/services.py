@@ -125,6 +125,7 @@ def start_api(
     """``uvicorn loralab.entrypoints.api.main:app`` on ``port``, in its own process group."""
     args = ["loralab.entrypoints.api.main:app", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    args += ["--timeout-keep-alive", "60"]  # a starved load generator may pause between calls
     return subprocess.Popen(
         [str(BIN / "uvicorn"), *args],
         env=env,

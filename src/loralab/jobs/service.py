@@ -131,16 +131,18 @@ class JobService:
         queue = queue_for(config.device)
         limit = self.settings.queue.max_active_per_user
         with self.db.session() as session:
-            inserted = self._insert_within_limit(session, actor, job_id, config.to_dict(), request)
-            self._audit(session, actor, ctx, "job.submit", job_id, inserted, {"queue": queue})
-        if not inserted:
+            row = self._insert_within_limit(session, actor, job_id, config.to_dict(), request)
+            allowed = row is not None
+            self._audit(session, actor, ctx, "job.submit", job_id, allowed, {"queue": queue})
+        if row is None:
             raise TooManyRequests(
                 f"you have {limit} active jobs (the most allowed): wait for one to finish "
                 "or cancel one",
                 retry_after=30,
             )
         self._send(job_id, queue)
-        return self._view_of(job_id)
+        with self.db.session() as session:  # the row as inserted: only its position is read
+            return self._view(session, row, owner=actor.username)
 
     def get(self, actor: ActorLike, job_id: str) -> dict[str, Any]:
         """One job, for its owner or an admin; anyone else gets the same NotFound as a typo."""
@@ -218,9 +220,10 @@ class JobService:
         job_id: str,
         config: dict[str, Any],
         request: TrainRequest,
-    ) -> bool:
+    ) -> Job | None:
         """Insert the job only if the owner has fewer active jobs than allowed, in one
-        statement (SQLite), behind a lock on the owner's row (PostgreSQL)."""
+        statement (SQLite), behind a lock on the owner's row (PostgreSQL). Returns the row as
+        inserted (not attached to the session), or None when the limit refused it."""
         if self.db.is_postgres:
             session.execute(select(User.id).where(User.id == actor.id).with_for_update())
         active = (
@@ -231,24 +234,27 @@ class JobService:
         )
         now = utcnow()
         stamp = DateTime(timezone=True)
-        values: dict[str, Any] = {
-            "id": literal(job_id, String),
-            "owner_id": literal(actor.id, Integer),
-            "state": literal(states.QUEUED, String),
-            "config": literal(config, JSON),
-            "model_name": literal(request.model_name, String),
-            "queue": literal(queue_for(str(config.get("device"))), String),
-            "attempts": literal(0, Integer),
-            "cancel_requested": literal(False, Boolean),
-            "progress": literal({}, JSON),
-            "created_at": literal(now, stamp),
-            "updated_at": literal(now, stamp),
+        fields: dict[str, tuple[Any, Any]] = {
+            "id": (job_id, String),
+            "owner_id": (actor.id, Integer),
+            "state": (states.QUEUED, String),
+            "config": (config, JSON),
+            "model_name": (request.model_name, String),
+            "queue": (queue_for(str(config.get("device"))), String),
+            "attempts": (0, Integer),
+            "cancel_requested": (False, Boolean),
+            "progress": ({}, JSON),
+            "created_at": (now, stamp),
+            "updated_at": (now, stamp),
         }
-        source = select(*values.values()).where(active < self.settings.queue.max_active_per_user)
+        values = [literal(value, kind) for value, kind in fields.values()]
+        source = select(*values).where(active < self.settings.queue.max_active_per_user)
         # RETURNING, not rowcount: an ORM INSERT ... SELECT reports rowcount -1 on PostgreSQL
         # whether it inserted or not, and a refused job read as queued
-        statement = insert(Job).from_select(list(values), source).returning(Job.id)
-        return session.execute(statement).scalar() is not None
+        statement = insert(Job).from_select(list(fields), source).returning(Job.id)
+        if session.execute(statement).scalar() is None:
+            return None
+        return Job(**{name: value for name, (value, _) in fields.items()})
 
     def _send(self, job_id: str, queue: str) -> None:
         try:
@@ -310,9 +316,10 @@ class JobService:
                 raise NotFound(f"no job {job_id!r}")
             return self._view(session, row)
 
-    def _view(self, session: Session, row: Job) -> dict[str, Any]:
-        """What the API and the UI show of a job."""
-        owner = session.scalar(select(User.username).where(User.id == row.owner_id))
+    def _view(self, session: Session, row: Job, owner: str | None = None) -> dict[str, Any]:
+        """What the API and the UI show of a job (``owner``: the owner's name, when known)."""
+        if owner is None:
+            owner = session.scalar(select(User.username).where(User.id == row.owner_id))
         progress = dict(row.progress or {})
         return {
             "id": row.id,
