@@ -91,10 +91,11 @@ class ServingSettings(BaseModel):
         "model, else its newest version.",
     )
     mode: str = Field(
-        default="adapters",
+        default="merged",
         pattern="^(adapters|merged)$",
-        description="adapters: one resident base per base model, LoRA adapters swapped per "
-        "request; merged: the default model merged into its base (one hot model).",
+        description="merged: the served default version also runs from weights merged into "
+        "its own copy of the base (fastest for the hot model), every other version as an "
+        "adapter on a shared base; adapters: every version as an adapter (least memory).",
     )
     cache_size: int = Field(
         default=8, ge=1, le=256, description="Adapters held in memory (LRU) per service."

@@ -32,7 +32,9 @@ def _settings(tmp: Path, **serving: object) -> Settings:
     return Settings(
         storage=StorageSettings(results_dir=tmp / "results"),
         registry=RegistrySettings(card_dir=tmp / "cards"),
-        serving=ServingSettings(refresh_seconds=0.2, precision="fp32", **serving),  # type: ignore[arg-type]
+        serving=ServingSettings(
+            refresh_seconds=0.2, precision="fp32", mode="adapters", **serving
+        ),  # type: ignore[arg-type]
     )
 
 
@@ -65,12 +67,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> tuple[
 
 @pytest.fixture()
 def env(trained: tuple[Path, dict], tmp_path: Path) -> tuple[Settings, dict]:
-    """A private copy of the registry cards, so stage changes in one test stay there."""
+    """Private copies of the cards and the MLflow registry: stage changes stay in one test."""
     tmp, runs = trained
     cards = tmp_path / "cards"
     shutil.copytree(tmp / "cards", cards)
+    shutil.copy(tmp / "results" / "mlflow.db", tmp_path / "mlflow.db")
     settings = _settings(tmp)
     settings.registry.card_dir = cards
+    settings.mlflow.tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     return settings, runs
 
 
@@ -114,10 +118,12 @@ def test_run_id_and_merged_mode_give_the_same_answer(env: tuple[Settings, dict])
     assert (got["label_name"], got["model_version"]) == (direct(run, TEXTS[:1])[0][0], "sent@1")
 
 
+@pytest.mark.parametrize("mode", ["adapters", "merged"])
 def test_alias_switches_without_restart_and_archived_is_never_served(
-    env: tuple[Settings, dict],
+    env: tuple[Settings, dict], mode: str
 ) -> None:
     settings, runs = env
+    settings.serving.mode = mode
     registry = RegistryService(settings)
     registry.transition("sent@1", "Production", user="admin")
     with TestClient(create_serving_app(settings)) as client:
@@ -132,6 +138,8 @@ def test_alias_switches_without_restart_and_archived_is_never_served(
             time.sleep(0.1)
         second = client.post("/predict", json={"text": TEXTS[0]}).json()
         assert second["model_version"] == "sent@2" and second["label"] != first["label"]
+        if mode == "merged":  # one hot model: the old one is no longer held merged
+            assert "sent@1 (merged)" not in client.get("/health").json()["loaded"]
         registry.transition("sent@2", "Archived", user="admin")
         gone = client.post("/predict", json={"text": TEXTS[0], "model": "sent@production"})
         assert gone.status_code == 404 and "no Production" in gone.json()["detail"]

@@ -115,13 +115,16 @@ class ModelPool:
                 base.model.delete_adapter(key)
 
     def merge(self, handle: ModelHandle) -> None:
-        """Serve ``handle`` from merged weights (its own copy of the base)."""
+        """Serve ``handle`` from merged weights (its own copy of the base). One hot model at a
+        time: a previously merged version goes back to being served as an adapter."""
         from loralab.training.inference import load_predictor
 
+        if handle.key in self._merged:
+            return
         _check_safetensors(handle)
         predictor = load_predictor(handle.run, device=self.device, precision=self.precision)
         with self._lock:
-            self._merged[handle.key] = (predictor.model, predictor.tokenizer)
+            self._merged = {handle.key: (predictor.model, predictor.tokenizer)}
 
     # -- predicting -----------------------------------------------------------------------
     def predict(self, handle: ModelHandle, texts: list[str]) -> list[Prediction]:

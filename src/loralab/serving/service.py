@@ -44,7 +44,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._under_load = False
+        self._expected = 1  # requests the last batch had: how many to wait for under load
 
     async def submit(self, handle: ModelHandle, text: str) -> tuple[Prediction, float]:
         loop = asyncio.get_running_loop()
@@ -58,16 +58,24 @@ class MicroBatcher:
     async def _consume(self, queue: asyncio.Queue[_Pending]) -> None:
         while True:
             batch = [await queue.get()]
-            if self._under_load and self.max_size > 1 and self.max_wait_s > 0:
-                await asyncio.sleep(self.max_wait_s)
+            if self._expected > 1 and self.max_size > 1 and self.max_wait_s > 0:
+                await self._fill(queue, min(self._expected, self.max_size) - 1)
             while len(batch) < self.max_size and not queue.empty():
                 batch.append(queue.get_nowait())
-            self._under_load = len(batch) > 1 or not queue.empty()
+            # under load, the clients just answered come back soon: wait for about as many
+            self._expected = len(batch) if len(batch) > 1 or not queue.empty() else 1
             groups: dict[str, list[_Pending]] = defaultdict(list)
             for item in batch:
                 groups[item.handle.key].append(item)
             for items in groups.values():
                 await self._run(items)
+
+    async def _fill(self, queue: asyncio.Queue[_Pending], wanted: int) -> None:
+        """Wait until ``wanted`` more requests are queued or the wait runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        while queue.qsize() < wanted and loop.time() < deadline:
+            await asyncio.sleep(min(0.0005, self.max_wait_s))
 
     async def _run(self, items: list[_Pending]) -> None:
         try:

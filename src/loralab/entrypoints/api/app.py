@@ -17,7 +17,7 @@ from sqlalchemy import text
 from loralab.bootstrap import Services, build_services
 from loralab.entrypoints.api.deps import get_current_user, services
 from loralab.entrypoints.api.errors import install_error_handlers
-from loralab.entrypoints.api.middleware import install_common
+from loralab.entrypoints.api.middleware import NO_TELEMETRY, install_common
 from loralab.entrypoints.api.predict import predict_router
 from loralab.entrypoints.api.routes import audit, auth, datasets, experiments, jobs, models, users
 from loralab.entrypoints.api.serving_app import body_limit, serving_lifespan
@@ -50,6 +50,7 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
         description=DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=NO_TELEMETRY,
     )
     app.state.services = found
     app.state.predictions = found.predictions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,6 +13,9 @@ from fastapi.responses import JSONResponse
 from loralab.observability.metrics import CONTENT_TYPE, Metrics
 
 REQUEST_ID = "X-Request-ID"
+# Our metrics are Prometheus (GET /metrics); FastAPI's own OpenTelemetry hooks cost time per
+# request for nothing unless a collector is configured.
+NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
 
 
 def route_of(request: Request) -> str:

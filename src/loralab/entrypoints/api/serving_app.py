@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from loralab.entrypoints.api.errors import install_error_handlers
-from loralab.entrypoints.api.middleware import install_common
+from loralab.entrypoints.api.middleware import NO_TELEMETRY, install_common
 from loralab.entrypoints.api.predict import health_router, predict_router
 from loralab.errors import LoralabError
 from loralab.observability.metrics import Metrics
@@ -79,6 +79,7 @@ def create_serving_app(
         "NAME@staging, NAME@VERSION or a run id.",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=NO_TELEMETRY,
     )
     app.state.predictions = service
     install_common(app, metrics, body_limit(settings))
