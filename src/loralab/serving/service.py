@@ -251,7 +251,7 @@ class PredictionService:
         if model is None and self.default is not None:
             return self.default
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.handle_for, model)
+        return await loop.run_in_executor(self.executor, self.handle_for, model)
 
     def health(self) -> dict[str, Any]:
         default = self.default
