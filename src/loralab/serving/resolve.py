@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from loralab.errors import InvalidInput, NotFound
 from loralab.registry.cards import ModelCard, Stage
@@ -33,6 +34,12 @@ class ModelHandle:
     labels: tuple[str, ...]
     max_length: int
     stage: str | None = None
+
+    @property
+    def base_name(self) -> str:
+        """The base model as users see it: a local folder shows as its name, never its path."""
+        local = Path(self.base_model).is_absolute() or self.base_model.startswith((".", "~"))
+        return Path(self.base_model).name if local else self.base_model
 
     @property
     def group(self) -> tuple[str, int]:

@@ -216,7 +216,7 @@ class PredictionService:
             "label_name": prediction.label_name,
             "probability": round(prediction.probability, 6),
             "latency_ms": round(latency_ms, 3),
-            "base_model": handle.base_model,
+            "base_model": handle.base_name,
             "language": handle.language,
             "model_version": handle.key,
         }
@@ -260,7 +260,7 @@ class PredictionService:
             "model_loaded": default is not None,
             "model_version": default.key if default else None,
             "stage": default.stage if default else None,
-            "base_model": default.base_model if default else None,
+            "base_model": default.base_name if default else None,
             "language": default.language if default else None,
             "labels": list(default.labels) if default else [],
             "device": self.pool.description,
