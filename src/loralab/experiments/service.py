@@ -337,11 +337,18 @@ def mlflow_run(settings: Settings, run_id: str) -> dict[str, Any]:
         "status": run.info.status,
         "start_time": run.info.start_time,
         "end_time": run.info.end_time,
-        "params": dict(run.data.params),
+        "params": {k: _no_path(v) for k, v in run.data.params.items()},
         "metrics": dict(run.data.metrics),
-        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "tags": {
+            k: _no_path(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")
+        },
         "artifacts": sorted(artifacts),
     }
+
+
+def _no_path(value: str) -> str:
+    """A server path shows as its last part (users never see the server's folders)."""
+    return Path(value).name if value.startswith("/") else value
 
 
 def mlflow_info(settings: Settings) -> dict[str, Any]:
