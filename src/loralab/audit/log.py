@@ -187,6 +187,31 @@ class AuditLog:
         session.flush()
         return row
 
+    def record_by(
+        self,
+        session: Session,
+        actor: Any,
+        ctx: Any,
+        *,
+        action: str,
+        outcome: str,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditRecord:
+        """``record`` for an actor (``username``, ``role``) in a request context (``client``,
+        ``request_id``)."""
+        return self.record(
+            session,
+            action=action,
+            outcome=outcome,
+            username=actor.username,
+            role=actor.role,
+            target=target,
+            client=ctx.client,
+            request_id=ctx.request_id,
+            detail=detail,
+        )
+
     def query(
         self,
         *,

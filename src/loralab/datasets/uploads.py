@@ -84,17 +84,11 @@ def upload_dataset(
     version = registration.version
     with db.session() as session:
         _own(session, version, actor)
-        audit.record(
-            session,
-            action="dataset.upload",
-            outcome="allowed",
-            username=actor.username,
-            role=actor.role,
-            target=version.ref,
-            client=ctx.client,
-            request_id=ctx.request_id,
-            detail={"rows": version.rows, "created": registration.created},
-        )
+        detail = {"rows": version.rows, "created": registration.created}
+        audit.record_by(
+            session, actor, ctx, action="dataset.upload", outcome="allowed", target=version.ref,
+            detail=detail,
+        )  # fmt: skip
     return {
         **view(version),
         "created": registration.created,
@@ -131,17 +125,10 @@ def _audit(
     detail: dict[str, Any],
 ) -> None:
     with db.session() as session:
-        audit.record(
-            session,
-            action="dataset.upload",
-            outcome=outcome,
-            username=actor.username,
-            role=actor.role,
-            target=target[:255],
-            client=ctx.client,
-            request_id=ctx.request_id,
+        audit.record_by(
+            session, actor, ctx, action="dataset.upload", outcome=outcome, target=target,
             detail=detail,
-        )
+        )  # fmt: skip
 
 
 def view(version: DatasetVersion) -> dict[str, Any]:

@@ -31,14 +31,7 @@ def transition_audited(
         raise
     finally:
         with db.session() as session:
-            audit.record(
-                session,
-                action="model.transition",
-                outcome=outcome,
-                username=actor.username,
-                role=actor.role,
-                target=ref[:255],
-                client=ctx.client,
-                request_id=ctx.request_id,
+            audit.record_by(
+                session, actor, ctx, action="model.transition", outcome=outcome, target=ref,
                 detail=detail,
-            )
+            )  # fmt: skip

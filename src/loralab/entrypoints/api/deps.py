@@ -54,16 +54,10 @@ def check_admin(request: Request, actor: CurrentUser, ctx: Context) -> Actor:
         found = services(request)
         route = getattr(request.scope.get("route"), "path", request.url.path)
         with found.db.session() as session:
-            found.audit.record(
-                session,
-                action=f"access {request.method} {route}",
-                outcome="denied",
-                username=actor.username,
-                role=actor.role,
-                target=route,
-                client=ctx.client,
-                request_id=ctx.request_id,
-            )
+            found.audit.record_by(
+                session, actor, ctx, action=f"access {request.method} {route}",
+                outcome="denied", target=route,
+            )  # fmt: skip
         raise PermissionDenied("this needs the admin role")
     return actor
 
