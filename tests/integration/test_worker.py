@@ -32,23 +32,12 @@ from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
 from loralab.settings import Settings
 from loralab.training.checkpoints import MARKER
+from loralab.users.service import Actor, RequestContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+CTX = RequestContext(client="test")
 FAST = {"heartbeat_seconds": "0.5", "stale_after_seconds": "3"}
-
-
-@dataclass(frozen=True)
-class Who:
-    id: int
-    username: str
-    role: str = "user"
-
-
-@dataclass(frozen=True)
-class Ctx:
-    client: str | None = "test"
-    request_id: str | None = None
 
 
 @dataclass
@@ -57,7 +46,7 @@ class Stack:
     redis: RedisServer
     db: Database
     settings: Settings
-    alice: Who
+    alice: Actor
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -124,7 +113,7 @@ def build_stack(tmp: Path, tiny_bert: Path, db_url: str | None = None) -> Stack:
         user = User(username="alice", password_hash="x", role="user")
         session.add(user)
         session.flush()
-        alice = Who(user.id, "alice")
+        alice = Actor(user.id, "alice", "user")
     data = write_csv(tmp / "reviews.csv", make_rows(120))
     register_dataset(
         settings, "reviews", data, user="alice", spec=DataSpec(base_model=str(tiny_bert))
@@ -219,7 +208,7 @@ def checkpoint_of(stack: Stack, job_id: str) -> int | None:
 def run_to_success(stack: Stack, name: str) -> None:
     """Submit, start a worker, see the job pass through the running states and succeed."""
     jobs = stack.jobs()
-    view = jobs.submit(stack.alice, train_request(name), Ctx())
+    view = jobs.submit(stack.alice, train_request(name), CTX)
     assert view["state"] == "queued"
     stack.start_worker()
     seen: list[str] = []
@@ -267,7 +256,7 @@ def test_a_worker_migrates_an_empty_database_before_taking_jobs(stack: Stack) ->
 @pytest.mark.usefixtures("cleanup")
 def test_kill_9_of_the_worker_resumes_from_the_checkpoint_and_succeeds_once(stack: Stack) -> None:
     jobs = stack.jobs()
-    job_id = jobs.submit(stack.alice, train_request("crash", steps=100), Ctx())["id"]
+    job_id = jobs.submit(stack.alice, train_request("crash", steps=100), CTX)["id"]
     first = stack.start_worker()
     saved_at = wait_for(lambda: checkpoint_of(stack, job_id), 120, "a first checkpoint")
     before = stack.row(job_id)
@@ -287,10 +276,10 @@ def test_kill_9_of_the_worker_resumes_from_the_checkpoint_and_succeeds_once(stac
 @pytest.mark.usefixtures("cleanup")
 def test_jobs_queued_across_a_redis_restart_still_run(stack: Stack) -> None:
     jobs = stack.jobs()
-    kept = jobs.submit(stack.alice, train_request("kept", steps=20), Ctx())["id"]
+    kept = jobs.submit(stack.alice, train_request("kept", steps=20), CTX)["id"]
     stack.redis.kill()  # SIGKILL: only the fsync'd append-only file survives
     stack.redis.start()
-    lost = jobs.submit(stack.alice, train_request("lost", steps=20), Ctx())["id"]
+    lost = jobs.submit(stack.alice, train_request("lost", steps=20), CTX)["id"]
     stack.redis.kill()
     shutil.rmtree(stack.redis.folder)  # a Redis without persistence: the message is gone
     stack.redis.start()
@@ -304,7 +293,7 @@ def test_jobs_queued_across_a_redis_restart_still_run(stack: Stack) -> None:
 @pytest.mark.usefixtures("cleanup")
 def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(stack: Stack) -> None:
     jobs = stack.jobs()
-    job_id = jobs.submit(stack.alice, train_request("doomed", steps=400), Ctx())["id"]
+    job_id = jobs.submit(stack.alice, train_request("doomed", steps=400), CTX)["id"]
     stack.start_worker(max_attempts="2")
     for attempt in (1, 2):
         row = wait_for(
@@ -322,10 +311,10 @@ def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(stack: Sta
 @pytest.mark.usefixtures("cleanup")
 def test_cancelling_a_running_job_ends_it_cancelled(stack: Stack) -> None:
     jobs = stack.jobs()
-    job_id = jobs.submit(stack.alice, train_request("stopme", steps=400), Ctx())["id"]
+    job_id = jobs.submit(stack.alice, train_request("stopme", steps=400), CTX)["id"]
     stack.start_worker()
     wait_for(lambda: (stack.row(job_id).progress or {}).get("step"), 120, "training steps")
-    view = jobs.cancel(stack.alice, job_id, Ctx())
+    view = jobs.cancel(stack.alice, job_id, CTX)
     assert view["cancel_requested"] is True
     done = stack.wait_state(job_id, {"succeeded", "failed", "cancelled"}, 60)
     assert done.state == "cancelled", (done.error, stack.logs())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -28,55 +28,16 @@ from sqlalchemy.orm import Session
 
 from loralab.adapters.db import Database, Job, User, utcnow
 from loralab.adapters.queue import JobQueue
+from loralab.audit.log import AuditLog
 from loralab.datasets.uploads import check_visible
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
 from loralab.jobs import states
 from loralab.jobs.requests import TrainRequest, to_train_config
 from loralab.settings import Settings
+from loralab.users.service import Actor, RequestContext
 
 log = logging.getLogger("loralab.jobs")
 MAX_PAGE = 500
-
-
-class ActorLike(Protocol):
-    """Who is asking (``loralab.users.service.Actor`` satisfies it)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def username(self) -> str: ...
-
-    @property
-    def role(self) -> str: ...
-
-
-class ContextLike(Protocol):
-    """Where the request came from (``loralab.users.service.RequestContext``)."""
-
-    @property
-    def client(self) -> str | None: ...
-
-    @property
-    def request_id(self) -> str | None: ...
-
-
-class AuditSink(Protocol):
-    """Appends an audit record in the caller's transaction (``loralab.audit.log.AuditLog``)."""
-
-    def record(
-        self,
-        session: Session,
-        *,
-        action: str,
-        outcome: str,
-        username: str | None = None,
-        role: str | None = None,
-        target: str | None = None,
-        client: str | None = None,
-        request_id: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> Any: ...
 
 
 def queue_for(device: str) -> str:
@@ -96,10 +57,6 @@ def _iso(moment: datetime | None) -> str | None:
     return aware.isoformat() if aware else None
 
 
-def _is_admin(actor: ActorLike) -> bool:
-    return actor.role == "admin"
-
-
 def _base_model_name(config: dict[str, Any]) -> str:
     """The name the user gave: a resolved local folder shows as its folder name."""
     name = str(config.get("base_model", ""))
@@ -109,14 +66,14 @@ def _base_model_name(config: dict[str, Any]) -> str:
 class JobService:
     """Submit, read, cancel and execute training jobs."""
 
-    def __init__(self, db: Database, settings: Settings, queue: JobQueue, audit: AuditSink) -> None:
+    def __init__(self, db: Database, settings: Settings, queue: JobQueue, audit: AuditLog) -> None:
         self.db = db
         self.settings = settings
         self.queue = queue
         self.audit = audit
 
     # -- users ---------------------------------------------------------------------------------
-    def submit(self, actor: ActorLike, request: TrainRequest, ctx: ContextLike) -> dict[str, Any]:
+    def submit(self, actor: Actor, request: TrainRequest, ctx: RequestContext) -> dict[str, Any]:
         """Queue a training job for ``actor``; at most ``max_active_per_user`` active jobs.
 
         Datasets must be visible to the actor (theirs, shared, or any for an admin); one that
@@ -144,7 +101,7 @@ class JobService:
         with self.db.session() as session:  # the row as inserted: only its position is read
             return self._view(session, row, owner=actor.username)
 
-    def get(self, actor: ActorLike, job_id: str) -> dict[str, Any]:
+    def get(self, actor: Actor, job_id: str) -> dict[str, Any]:
         """One job, for its owner or an admin; anyone else gets the same NotFound as a typo."""
         with self.db.session() as session:
             row = self._visible(session, actor, job_id)
@@ -152,7 +109,7 @@ class JobService:
 
     def list(
         self,
-        actor: ActorLike,
+        actor: Actor,
         user: str | None = None,
         state: str | None = None,
         limit: int = 50,
@@ -165,7 +122,7 @@ class JobService:
             )
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             raise InvalidInput(f"limit: 1 to {MAX_PAGE}; offset: 0 or more")
-        if user is not None and user != actor.username and not _is_admin(actor):
+        if user is not None and user != actor.username and not actor.is_admin:
             raise PermissionDenied("only an admin may list another user's jobs")
         with self.db.session() as session:
             query = select(Job).join(User, User.id == Job.owner_id)
@@ -179,7 +136,7 @@ class JobService:
             query = query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
             return [self._view(session, row) for row in session.scalars(query)]
 
-    def cancel(self, actor: ActorLike, job_id: str, ctx: ContextLike) -> dict[str, Any]:
+    def cancel(self, actor: Actor, job_id: str, ctx: RequestContext) -> dict[str, Any]:
         """Queued: cancelled at once. Running: the worker stops at its next step and ends the
         job cancelled. Finished: Conflict."""
         with self.db.session() as session:
@@ -203,7 +160,7 @@ class JobService:
         execute_job(self.db, self.settings, job_id, worker)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _pin_datasets(self, actor: ActorLike, request: TrainRequest) -> TrainRequest:
+    def _pin_datasets(self, actor: Actor, request: TrainRequest) -> TrainRequest:
         """Each named dataset version, if the actor may use it, pinned to ``NAME@vN``: the
         worker trains on exactly the version checked here, whatever is uploaded later."""
         pinned = {
@@ -216,7 +173,7 @@ class JobService:
     def _insert_within_limit(
         self,
         session: Session,
-        actor: ActorLike,
+        actor: Actor,
         job_id: str,
         config: dict[str, Any],
         request: TrainRequest,
@@ -264,9 +221,9 @@ class JobService:
                 "job %s queued but not sent to the broker (%s): recovery resends it", job_id, err
             )
 
-    def _visible(self, session: Session, actor: ActorLike, job_id: str) -> Job:
+    def _visible(self, session: Session, actor: Actor, job_id: str) -> Job:
         row = session.get(Job, job_id) if len(job_id) <= 36 else None
-        if row is None or (row.owner_id != actor.id and not _is_admin(actor)):
+        if row is None or (row.owner_id != actor.id and not actor.is_admin):
             raise NotFound(f"no job {job_id!r}")
         return row
 
@@ -290,24 +247,18 @@ class JobService:
     def _audit(
         self,
         session: Session,
-        actor: ActorLike,
-        ctx: ContextLike,
+        actor: Actor,
+        ctx: RequestContext,
         action: str,
         job_id: str,
         allowed: bool,
         detail: dict[str, Any],
     ) -> None:
-        self.audit.record(
-            session,
-            action=action,
-            outcome="allowed" if allowed else "denied",
-            username=actor.username,
-            role=actor.role,
-            target=f"job:{job_id}",
-            client=ctx.client,
-            request_id=ctx.request_id,
+        outcome = "allowed" if allowed else "denied"
+        self.audit.record_by(
+            session, actor, ctx, action=action, outcome=outcome, target=f"job:{job_id}",
             detail=detail,
-        )
+        )  # fmt: skip
 
     def _view_of(self, job_id: str) -> dict[str, Any]:
         with self.db.session() as session:

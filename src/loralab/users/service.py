@@ -133,16 +133,8 @@ class UserService:
         outcome: str = "allowed",
         detail: dict[str, Any] | None = None,
     ) -> None:
-        self._audit.record(
-            session,
-            action=action,
-            outcome=outcome,
-            username=actor.username,
-            role=actor.role,
-            target=target,
-            client=ctx.client,
-            request_id=ctx.request_id,
-            detail=detail,
+        self._audit.record_by(
+            session, actor, ctx, action=action, outcome=outcome, target=target, detail=detail
         )
 
     def _deny(self, actor: Actor, action: str, target: str, ctx: RequestContext, why: str) -> None:

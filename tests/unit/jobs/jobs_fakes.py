@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loralab.adapters.db import Database, User
 from loralab.settings import DbSettings, QueueSettings, Settings, StorageSettings
+from loralab.users.service import Actor, RequestContext
 
 DATASET = "reviews"
 
 
-@dataclass(frozen=True)
-class Who:
-    """An actor as the users service hands it over."""
-
-    id: int
-    username: str
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+Who = Actor
 
 
-@dataclass(frozen=True)
-class Ctx:
-    client: str | None = "127.0.0.1"
-    request_id: str | None = "req-1"
+def Ctx() -> RequestContext:  # noqa: N802 - reads like the class it builds
+    return RequestContext(client="127.0.0.1", request_id="req-1")
 
 
 class FakeQueue:
@@ -48,6 +36,12 @@ class FakeAudit:
 
     def record(self, session: Any, **fields: Any) -> None:
         self.records.append(fields)
+
+    def record_by(self, session: Any, actor: Any, ctx: Any, **fields: Any) -> None:
+        self.record(
+            session, username=actor.username, role=actor.role, client=ctx.client,
+            request_id=ctx.request_id, **fields,
+        )  # fmt: skip
 
 
 def make_settings(
