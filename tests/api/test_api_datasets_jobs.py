@@ -4,60 +4,14 @@ dataset. A real migrated SQLite database and real services; the queue is a hand-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
+from tests.api.conftest import Platform, sign_in
 
 from loralab.adapters.db import Job
-from loralab.bootstrap import Services, build_services
-from loralab.datasets import service as datasets
-from loralab.entrypoints.api.app import create_app
-from loralab.settings import AuthSettings, DbSettings, RegistrySettings, Settings, StorageSettings
 
-SECRET = "another-test-signing-secret-long-enough-0123456789"
-PASSWORD = "correct horse battery"
 MISSING = "nothere@v1"
-
-
-class FakeQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def enqueue(self, job_id: str, queue: str) -> None:
-        self.sent.append((job_id, queue))
-
-
-Platform = tuple[TestClient, Services, FakeQueue]
-
-
-@pytest.fixture()
-def platform(tmp_path: Path, tiny_bert: Path) -> Iterator[Platform]:
-    from tests.conftest import make_rows, write_csv
-
-    settings = Settings(
-        storage=StorageSettings(results_dir=tmp_path / "results", models_dir=tiny_bert.parent),
-        registry=RegistrySettings(card_dir=tmp_path / "cards"),
-        db=DbSettings(url=f"sqlite:///{tmp_path / 'platform.db'}"),
-        auth=AuthSettings(secret_key=SECRET),  # type: ignore[arg-type]
-    )
-    shared = write_csv(tmp_path / "reviews.csv", make_rows(40))
-    datasets.register_dataset(settings, "reviews", shared, user="ops")  # from the CLI: shared
-    queue = FakeQueue()
-    found = build_services(settings, queue=queue)
-    app = create_app(settings, found)
-    for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
-        found.users.create_user(name, PASSWORD, role)
-    with TestClient(app) as client:
-        yield client, found, queue
-
-
-def sign_in(client: TestClient, name: str) -> dict[str, str]:
-    response = client.post("/login", json={"username": name, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 def upload(client: TestClient, who: dict[str, str], name: str, seed: int) -> str:

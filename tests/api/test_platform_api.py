@@ -11,24 +11,15 @@ from pathlib import Path
 
 import jwt
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from starlette.routing import Route
+from tests.api.conftest import PASSWORD, SECRET, FakeQueue, settings_for, sign_in
 
 from loralab.bootstrap import build_services
-from loralab.datasets import service as datasets
 from loralab.entrypoints.api.app import create_app
 from loralab.settings import (
     EXAMPLE_SECRET,
-    AuthSettings,
-    DbSettings,
-    RegistrySettings,
-    Settings,
-    StorageSettings,
 )
-
-SECRET = "a-test-signing-secret-that-is-long-enough-0123456789"
-PASSWORD = "correct horse battery"
 
 # Every route and who may call it. A route missing here fails test_every_route_has_a_decision.
 # public: anyone; user: any signed-in user; owner: the job's owner or an admin; admin: admins.
@@ -63,46 +54,6 @@ ACCESS: dict[tuple[str, str], str] = {
     ("PATCH", "/users/{username}"): "admin",
     ("POST", "/users/{username}/password"): "admin",
 }
-
-
-class FakeQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def enqueue(self, job_id: str, queue: str) -> None:
-        self.sent.append((job_id, queue))
-
-
-def settings_for(tmp: Path, models: Path) -> Settings:
-    return Settings(
-        storage=StorageSettings(results_dir=tmp / "results", models_dir=models),
-        registry=RegistrySettings(card_dir=tmp / "cards"),
-        db=DbSettings(url=f"sqlite:///{tmp / 'platform.db'}"),
-        auth=AuthSettings(secret_key=SECRET, login_max_failures=3),  # type: ignore[arg-type]
-    )
-
-
-@pytest.fixture()
-def platform(tmp_path: Path, tiny_bert: Path):
-    from tests.conftest import make_rows, write_csv
-
-    settings = settings_for(tmp_path, tiny_bert.parent)
-    datasets.register_dataset(
-        settings, "reviews", write_csv(tmp_path / "reviews.csv", make_rows(40)), user="ops"
-    )
-    queue = FakeQueue()
-    found = build_services(settings, queue=queue)
-    app = create_app(settings, found)
-    for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
-        found.users.create_user(name, PASSWORD, role)
-    with TestClient(app) as client:
-        yield client, found, queue
-
-
-def token(client: TestClient, name: str, password: str = PASSWORD) -> dict[str, str]:
-    response = client.post("/login", json={"username": name, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 JOB = {"train_file": "reviews@latest", "base_model": "tiny-bert", "max_steps": 2}
@@ -140,7 +91,7 @@ def _fill(path: str, task: str) -> str:
 
 def test_each_route_admits_exactly_who_the_table_says(platform) -> None:
     client, _, _ = platform
-    alice, bob, root = token(client, "alice"), token(client, "bob"), token(client, "root")
+    alice, bob, root = sign_in(client, "alice"), sign_in(client, "bob"), sign_in(client, "root")
     task = client.post("/train", json=JOB, headers=alice).json()["task_id"]
     for (method, path), who in sorted(ACCESS.items()):
         url = _fill(path, task)
@@ -166,7 +117,7 @@ def _forge(claims: dict, key: str = SECRET, algorithm: str = "HS256") -> str:
 
 def test_forged_expired_tampered_and_swapped_tokens_are_refused(platform) -> None:
     client, _, _ = platform
-    good = token(client, "alice")["Authorization"].split()[1]
+    good = sign_in(client, "alice")["Authorization"].split()[1]
     claims = jwt.decode(good, SECRET, algorithms=["HS256"])
     now = int(time.time())
     header, payload, signature = good.split(".")
@@ -191,15 +142,15 @@ def test_forged_expired_tampered_and_swapped_tokens_are_refused(platform) -> Non
 
 def test_tokens_stop_working_after_password_role_or_disable(platform) -> None:
     client, _, _ = platform
-    root = token(client, "root")
-    alice = token(client, "alice")
+    root = sign_in(client, "root")
+    alice = sign_in(client, "alice")
     change = {"old_password": PASSWORD, "new_password": "another long passphrase"}
     assert client.post("/me/password", json=change, headers=alice).status_code == 200
     assert client.get("/me", headers=alice).status_code == 401
-    alice = token(client, "alice", "another long passphrase")
+    alice = sign_in(client, "alice", "another long passphrase")
     assert client.patch("/users/alice", json={"role": "admin"}, headers=root).status_code == 200
     assert client.get("/me", headers=alice).status_code == 401
-    alice = token(client, "alice", "another long passphrase")
+    alice = sign_in(client, "alice", "another long passphrase")
     assert client.patch("/users/alice", json={"disabled": True}, headers=root).status_code == 200
     assert client.get("/me", headers=alice).status_code == 401
     refused = client.post(
@@ -218,7 +169,7 @@ def test_sign_in_failures_look_alike_and_are_rate_limited(platform) -> None:
         client.post("/login", json={"username": "bob", "password": "not the password"})
     limited = client.post("/login", json={"username": "bob", "password": PASSWORD})
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
-    assert token(client, "alice")  # another user is not locked out
+    assert sign_in(client, "alice")  # another user is not locked out
     records, _ = found.audit.query(action="login", limit=500)
     assert any(r["outcome"] == "denied" and r["username"] == "bob" for r in records)
     logged = str(records)
@@ -227,7 +178,7 @@ def test_sign_in_failures_look_alike_and_are_rate_limited(platform) -> None:
 
 def test_other_users_jobs_are_invisible(platform) -> None:
     client, _, _ = platform
-    alice, bob, root = token(client, "alice"), token(client, "bob"), token(client, "root")
+    alice, bob, root = sign_in(client, "alice"), sign_in(client, "bob"), sign_in(client, "root")
     task = client.post("/train", json=JOB, headers=alice).json()["task_id"]
     missing = "00000000-0000-0000-0000-000000000000"
     for method, path in (("GET", "/task/{}"), ("POST", "/task/{}/cancel")):
@@ -260,7 +211,7 @@ def test_other_users_jobs_are_invisible(platform) -> None:
 )
 def test_mass_assignment_is_refused_and_nothing_queued(platform, extra: dict) -> None:
     client, _, queue = platform
-    alice = token(client, "alice")
+    alice = sign_in(client, "alice")
     response = client.post("/train", json={**JOB, **extra}, headers=alice)
     assert response.status_code == 422
     assert next(iter(extra)) in response.text
@@ -279,22 +230,22 @@ def test_mass_assignment_is_refused_and_nothing_queued(platform, extra: dict) ->
 )
 def test_bad_training_requests_name_the_field(platform, body: dict, words: str) -> None:
     client, _, queue = platform
-    response = client.post("/train", json=body, headers=token(client, "alice"))
+    response = client.post("/train", json=body, headers=sign_in(client, "alice"))
     assert response.status_code == 422 and words in response.text
     assert queue.sent == []
 
 
 def test_a_queued_job_reaches_the_queue_for_its_device(platform) -> None:
     client, _, queue = platform
-    job = client.post("/train", json=JOB, headers=token(client, "alice")).json()
+    job = client.post("/train", json=JOB, headers=sign_in(client, "alice")).json()
     assert job["state"] == "queued" and queue.sent == [(job["task_id"], "cpu")]
-    stepper = client.get(f"/task/{job['task_id']}", headers=token(client, "alice")).json()
+    stepper = client.get(f"/task/{job['task_id']}", headers=sign_in(client, "alice")).json()
     assert stepper["steps"][0]["name"] == "queued"
 
 
 def test_admin_actions_and_denials_are_audited(platform) -> None:
     client, found, _ = platform
-    root, bob = token(client, "root"), token(client, "bob")
+    root, bob = sign_in(client, "root"), sign_in(client, "bob")
     assert client.get("/audit/logs", headers=bob).status_code == 403
     created = client.post(
         "/users", json={"username": "carol", "password": PASSWORD}, headers=root
@@ -311,7 +262,7 @@ def test_admin_actions_and_denials_are_audited(platform) -> None:
 
 def test_dataset_upload_validates_and_is_owned(platform, tmp_path: Path) -> None:
     client, _, _ = platform
-    alice, bob = token(client, "alice"), token(client, "bob")
+    alice, bob = sign_in(client, "alice"), sign_in(client, "bob")
     good = "text,label\n" + "".join(f"good movie {i},pos\nbad movie {i},neg\n" for i in range(20))
     made = client.post(
         "/datasets",
