@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from loralab.adapters.db import Database
 from loralab.adapters.queue import CeleryJobQueue, JobQueue
@@ -26,11 +25,6 @@ class Services:
     registry: RegistryService
     predictions: PredictionService
     metrics: Metrics
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def close(self) -> None:
-        self.predictions.close()
-        self.db.dispose()
 
 
 def celery_queue(settings: Settings) -> CeleryJobQueue:

@@ -5,9 +5,6 @@ carries ids, and sending an id twice is harmless (execution is leased and idempo
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 RUN_JOB_TASK = "loralab.run_job"
@@ -33,27 +30,3 @@ class CeleryJobQueue:
         if queue not in QUEUES:
             raise ValueError(f"unknown queue {queue!r} (known: {', '.join(QUEUES)})")
         self.app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, task_id=job_id)
-
-
-class LocalJobQueue:
-    """Embedded mode: runs jobs in this process, one at a time, on a background thread."""
-
-    def __init__(self, run: Callable[[str], None], workers: int = 1) -> None:
-        self.run = run
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loralab-job")
-        self.lock = threading.Lock()
-
-    def enqueue(self, job_id: str, queue: str) -> None:
-        """Run the job soon; its outcome is written to the jobs table by the job itself."""
-        with self.lock:
-            self.pool.submit(self._run_logged, job_id)
-
-    def _run_logged(self, job_id: str) -> None:
-        try:
-            self.run(job_id)
-        except Exception:  # a job must not take the embedded runner down with it
-            log.exception("job %s crashed", job_id)
-
-    def close(self) -> None:
-        """Wait for running jobs and stop."""
-        self.pool.shutdown(wait=True)
