@@ -243,6 +243,18 @@ def test_a_queued_job_reaches_the_queue_for_its_device(platform) -> None:
     assert stepper["steps"][0]["name"] == "queued"
 
 
+def test_a_user_change_is_one_change_so_none_is_half_applied(platform) -> None:
+    client, found, _ = platform
+    root = sign_in(client, "root")
+    both = client.patch("/users/root", json={"role": "user", "disabled": True}, headers=root)
+    assert both.status_code == 422 and "exactly one" in both.text
+    empty = client.patch("/users/bob", json={}, headers=root)
+    assert empty.status_code == 422
+    last_admin = client.patch("/users/root", json={"role": "user"}, headers=root)
+    assert last_admin.status_code == 409
+    assert found.users.get_user("root")["role"] == "admin"
+
+
 def test_admin_actions_and_denials_are_audited(platform) -> None:
     client, found, _ = platform
     root, bob = sign_in(client, "root"), sign_in(client, "bob")

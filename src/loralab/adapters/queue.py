@@ -4,13 +4,11 @@ carries ids, and sending an id twice is harmless (execution is leased and idempo
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol
 
 RUN_JOB_TASK = "loralab.run_job"
 QUEUES: tuple[str, ...] = ("cpu", "cuda", "mps")
 
-log = logging.getLogger("loralab.queue")
 
 
 class JobQueue(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loralab.entrypoints.api.deps import Admin, Context, services
 
@@ -25,9 +25,18 @@ class NewUser(BaseModel):
 
 
 class UserChange(BaseModel):
+    """One change per request: each is its own audited step, so a refused second change can
+    never leave the first one applied."""
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"disabled": True}]})
     role: Literal["admin", "user"] | None = None
     disabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_change(self) -> UserChange:
+        if (self.role is None) == (self.disabled is None):
+            raise ValueError("give exactly one of role, disabled")
+        return self
 
 
 class PasswordReset(BaseModel):
@@ -53,10 +62,8 @@ def change_user(
 ) -> dict[str, Any]:
     users = services(request).users
     if body.role is not None:
-        users.set_role(actor, username, body.role, ctx)
-    if body.disabled is not None:
-        users.set_disabled(actor, username, body.disabled, ctx)
-    return users.get_user(username)
+        return users.set_role(actor, username, body.role, ctx)
+    return users.set_disabled(actor, username, bool(body.disabled), ctx)
 
 
 @router.post("/users/{username}/password", summary="Reset a user's password (admin)")
