@@ -4,6 +4,7 @@ dataset. A real migrated SQLite database and real services; the queue is a hand-
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -14,14 +15,18 @@ from loralab.adapters.db import Job
 MISSING = "nothere@v1"
 
 
-def upload(client: TestClient, who: dict[str, str], name: str, seed: int) -> str:
+def _rows_csv(seed: int) -> bytes:
     from tests.conftest import make_rows
 
     rows = "".join(f"{text},{label}\n" for text, label in make_rows(40, seed=seed))
+    return ("text,label\n" + rows).encode()
+
+
+def upload(client: TestClient, who: dict[str, str], name: str, seed: int) -> str:
     made = client.post(
         "/datasets",
         data={"name": name},
-        files={"file": (f"{name}.csv", ("text,label\n" + rows).encode(), "text/csv")},
+        files={"file": (f"{name}.csv", _rows_csv(seed), "text/csv")},
         headers=who,
     )
     assert made.status_code == 201, made.text
@@ -85,3 +90,29 @@ def test_latest_means_the_newest_version_you_may_use_and_the_job_keeps_it(
     with found.db.session() as session:
         files = {who: session.get(Job, job).config["train_file"] for who, job in jobs.items()}
     assert files == {"alice": "reviews@v1", "bob": "reviews@v2"}
+
+
+def test_uploading_existing_content_never_changes_who_owns_it(
+    platform: Platform, tmp_path: Path
+) -> None:
+    client, _, _ = platform
+    alice, bob = sign_in(client, "alice"), sign_in(client, "bob")
+    shared = (tmp_path / "reviews.csv").read_bytes()  # the CLI-registered, shared dataset
+    again = client.post(
+        "/datasets",
+        data={"name": "reviews"},
+        files={"file": ("r.csv", shared, "text/csv")},
+        headers=bob,
+    )
+    assert again.status_code == 201 and again.json()["created"] is False
+    assert "reviews" in {d["name"] for d in client.get("/datasets", headers=alice).json()}
+    ref = upload(client, alice, "private", 7)
+    taken = client.post(
+        "/datasets",
+        data={"name": "private"},
+        files={"file": ("p.csv", _rows_csv(7), "text/csv")},
+        headers=bob,
+    )
+    assert taken.status_code == 409 and "another name" in taken.json()["detail"]
+    assert client.get(f"/datasets/{ref}", headers=bob).status_code == 404
+    assert client.get(f"/datasets/{ref}", headers=alice).status_code == 200

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from loralab.adapters.db import Database, DatasetRecord, User
 from loralab.datasets import service as datasets
 from loralab.datasets.reader import FORMATS
 from loralab.datasets.versioning import DatasetVersion, parse_ref
-from loralab.errors import InvalidInput, LoralabError, NotFound, PayloadTooLarge
+from loralab.errors import Conflict, InvalidInput, LoralabError, NotFound, PayloadTooLarge
 from loralab.settings import Settings
 
 CHUNK = 1 << 20
@@ -83,12 +82,29 @@ def upload_dataset(
         raise
     version = registration.version
     with db.session() as session:
-        _own(session, version, actor)
+        owner = _owner(session, version)
+        # an upload that matches an existing version never changes who owns it: a shared
+        # (CLI-registered) version stays shared, and another user's stays theirs
+        refused = owner is not None and owner != actor.id and actor.role != "admin"
+        if registration.created:
+            session.add(
+                DatasetRecord(
+                    name=version.name,
+                    version=version.version,
+                    fingerprint=version.fingerprint,
+                    owner_id=actor.id,
+                )
+            )
         detail = {"rows": version.rows, "created": registration.created}
         audit.record_by(
-            session, actor, ctx, action="dataset.upload", outcome="allowed", target=version.ref,
-            detail=detail,
+            session, actor, ctx, action="dataset.upload", outcome="denied" if refused else
+            "allowed", target=version.ref, detail=detail,
         )  # fmt: skip
+    if refused:
+        raise Conflict(
+            f"name: {name} already has this content as a version you cannot use; "
+            "upload it under another name"
+        )
     return {
         **view(version),
         "created": registration.created,
@@ -96,23 +112,14 @@ def upload_dataset(
     }
 
 
-def _own(session: Any, version: DatasetVersion, actor: Any) -> None:
-    if session.scalar(
-        select(DatasetRecord.id).where(
+def _owner(session: Any, version: DatasetVersion) -> int | None:
+    """Owner user id of an uploaded version; None for a CLI-registered (shared) one."""
+    owner: int | None = session.scalar(
+        select(DatasetRecord.owner_id).where(
             DatasetRecord.name == version.name, DatasetRecord.version == version.version
         )
-    ):
-        return  # the same content uploaded again: the first owner keeps it
-    session.add(
-        DatasetRecord(
-            name=version.name,
-            version=version.version,
-            fingerprint=version.fingerprint,
-            owner_id=actor.id,
-        )
     )
-    with contextlib.suppress(IntegrityError):
-        session.flush()
+    return owner
 
 
 def _audit(
