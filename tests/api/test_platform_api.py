@@ -322,3 +322,15 @@ def test_public_routes_say_no_secrets(platform) -> None:
     assert "loralab_http_requests_total" in client.get("/metrics").text
     docs = client.get("/openapi.json").json()
     assert "/train" in docs["paths"] and "/login" in docs["paths"]
+
+
+def test_request_ids_and_body_sizes_are_checked_before_parsing(platform) -> None:
+    client, _, _ = platform
+    plain = client.get("/health", headers={"X-Request-ID": "trace-42.a_b"})
+    assert plain.headers["X-Request-ID"] == "trace-42.a_b"
+    odd = client.get("/health", headers={"X-Request-ID": "x y<script>"})
+    assert odd.headers["X-Request-ID"] != "x y<script>" and len(odd.headers["X-Request-ID"]) == 32
+    bad = client.post("/login", content=b"{}", headers={"content-length": "abc"})
+    assert bad.status_code == 400 and "Content-Length" in bad.json()["detail"]
+    huge = client.post("/login", content=b"{}", headers={"content-length": str(10**12)})
+    assert huge.status_code == 413

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,9 +14,14 @@ from fastapi.responses import JSONResponse
 from loralab.observability.metrics import CONTENT_TYPE, Metrics
 
 REQUEST_ID = "X-Request-ID"
+REQUEST_ID_FORM = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a client's id is kept only if plain
 # Our metrics are Prometheus (GET /metrics); FastAPI's own OpenTelemetry hooks cost time per
 # request for nothing unless a collector is configured.
 NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
+
+
+def _refused(status: int, detail: str, code: str) -> Response:
+    return JSONResponse({"detail": detail, "error": code}, status_code=status)
 
 
 def route_of(request: Request) -> str:
@@ -33,14 +39,13 @@ def install_common(app: FastAPI, metrics: Metrics, max_body_bytes: int) -> None:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         incoming = request.headers.get(REQUEST_ID, "")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else None
-        request.state.request_id = request_id or uuid.uuid4().hex
+        request.state.request_id = incoming if REQUEST_ID_FORM.match(incoming) else uuid.uuid4().hex
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            response: Response = JSONResponse(
-                {"detail": f"request body over {max_body_bytes} bytes", "error": "too_large"},
-                status_code=413,
-            )
+        response: Response
+        if length is not None and not length.isdigit():
+            response = _refused(400, "Content-Length is not a number", "bad_request")
+        elif length is not None and int(length) > max_body_bytes:
+            response = _refused(413, f"request body over {max_body_bytes} bytes", "too_large")
         else:
             start = time.perf_counter()
             response = await call_next(request)
