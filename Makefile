@@ -75,6 +75,7 @@ test-v: setup ## the test suite, verbose
 
 lint: setup ## ruff, mypy and the import-direction contracts
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -97,10 +97,10 @@ def prepare(tmp: Path, db_url: str, broker_url: str, users: int) -> tuple[Any, A
     from tests.conftest import build_tiny_bert, make_rows, write_csv
     from tests.integration.services import platform_env
 
-    from loralab.adapters.db import Database
-    from loralab.adapters.migrate import upgrade_database
     from loralab.audit.log import AuditLog
     from loralab.datasets.service import DataSpec, register_dataset
+    from loralab.infra.db import Database
+    from loralab.infra.migrate import upgrade_database
     from loralab.settings import (
         AuthSettings,
         DbSettings,
@@ -140,7 +140,7 @@ def prepare(tmp: Path, db_url: str, broker_url: str, users: int) -> tuple[Any, A
 
 
 def jobs_rows(db: Any, ids: set[str] | None = None) -> list[Any]:
-    from loralab.adapters.db import Job
+    from loralab.infra.db import Job
 
     with db.session() as session:
         query = session.query(Job)
@@ -148,7 +148,7 @@ def jobs_rows(db: Any, ids: set[str] | None = None) -> list[Any]:
 
 
 def wait_finished(db: Any, job_id: str, timeout: float = 300) -> Any:
-    from loralab.adapters.db import Job
+    from loralab.infra.db import Job
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -62,8 +62,8 @@ def build(tmp: Path, port: int, users: int) -> tuple[Any, Any, list[Any], dict[s
     """Settings, database, users and a registered dataset; the worker's environment."""
     from tests.conftest import build_tiny_bert, make_rows, write_csv
 
-    from loralab.adapters.db import Base, Database, User
     from loralab.datasets.service import DataSpec, register_dataset
+    from loralab.infra.db import Base, Database, User
     from loralab.settings import QueueSettings, Settings, StorageSettings
 
     model = build_tiny_bert(tmp / "models" / "tiny-bert")
@@ -100,7 +100,7 @@ def build(tmp: Path, port: int, users: int) -> tuple[Any, Any, list[Any], dict[s
 
 
 def rows(db: Any) -> list[Any]:
-    from loralab.adapters.db import Job
+    from loralab.infra.db import Job
 
     with db.session() as session:
         return list(session.query(Job))
@@ -113,7 +113,7 @@ def latency(row: Any) -> float:
 
 def wait_started(db: Any, job_id: str, timeout: float = 120, finished: bool = False) -> None:
     """Until the job started (or, with ``finished``, ended)."""
-    from loralab.adapters.db import Job
+    from loralab.infra.db import Job
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,8 +134,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
 
-    from loralab.adapters.queue import CeleryJobQueue
     from loralab.entrypoints.worker.app import create_celery
+    from loralab.infra.queue import CeleryJobQueue
     from loralab.jobs.requests import TrainRequest
     from loralab.jobs.service import JobService
 

@@ -99,7 +99,7 @@ PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_t
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file, copied for each test (migrating per test is slower)."""
-    from loralab.adapters.migrate import upgrade_database
+    from loralab.infra.migrate import upgrade_database
 
     path = tmp_path_factory.mktemp("db-template") / "template.db"
     upgrade_database(f"sqlite:///{path}")
@@ -144,7 +144,7 @@ def _pg_drop(admin: object, name: str) -> None:
 def pg_db_url() -> Iterator[str]:
     """A throwaway PostgreSQL database at the newest migration, shared by the test session
     (use unique names in tests); dropped at the end. Skips only when no server answers."""
-    from loralab.adapters.migrate import upgrade_database
+    from loralab.infra.migrate import upgrade_database
 
     admin = _pg_admin()
     name = _pg_create(admin)
@@ -160,7 +160,7 @@ def pg_db_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def _pg_template() -> Iterator[str]:
     """A migrated PostgreSQL database used as the template of private test databases."""
-    from loralab.adapters.migrate import upgrade_database
+    from loralab.infra.migrate import upgrade_database
 
     admin = _pg_admin()
     name = _pg_create(admin)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loralab.adapters.db import Database
-from loralab.adapters.queue import CeleryJobQueue, JobQueue
 from loralab.audit.log import AuditLog
+from loralab.infra.db import Database
+from loralab.infra.queue import CeleryJobQueue, JobQueue
 from loralab.jobs.service import JobService
 from loralab.observability.metrics import Metrics
 from loralab.registry.service import RegistryService

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from tests.api.conftest import Platform, sign_in
 
-from loralab.adapters.db import Job
+from loralab.infra.db import Job
 
 MISSING = "nothere@v1"
 

@@ -259,9 +259,7 @@ def test_admin_actions_and_denials_are_audited(platform) -> None:
     client, found, _ = platform
     root, bob = sign_in(client, "root"), sign_in(client, "bob")
     assert client.get("/audit/logs", headers=bob).status_code == 403
-    created = client.post(
-        "/users", json={"username": "carol", "password": PASSWORD}, headers=root
-    )
+    created = client.post("/users", json={"username": "carol", "password": PASSWORD}, headers=root)
     assert created.status_code == 201 and "password" not in created.text
     page = client.get("/audit/logs?limit=500", headers=root).json()
     actions = {(r["action"], r["outcome"], r["username"]) for r in page["items"]}

@@ -153,7 +153,7 @@ def private_pg_database() -> Iterator[str]:
     when no server answers on 127.0.0.1:5432."""
     from tests.conftest import _pg_admin, _pg_create, _pg_drop
 
-    from loralab.adapters.migrate import upgrade_database
+    from loralab.infra.migrate import upgrade_database
 
     admin = _pg_admin()
     name = _pg_create(admin)

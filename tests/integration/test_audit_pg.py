@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from tests.unit.audit.audit_helpers import append, append_concurrently, check_tamper_detection
 
-from loralab.adapters.db import Database
 from loralab.audit import AuditLog
+from loralab.infra.db import Database
 
 pytestmark = [pytest.mark.integration]
 

@@ -10,10 +10,10 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import make_rows, write_csv
 from typer.testing import CliRunner
 
-from loralab.adapters.tracking import tracking_uri
 from loralab.entrypoints.cli.data import data_app
 from loralab.errors import InvalidInput, NotFound
 from loralab.experiments import service
+from loralab.infra.tracking import tracking_uri
 from loralab.settings import Settings, StorageSettings
 from loralab.training import TrainConfig
 

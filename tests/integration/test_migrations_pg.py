@@ -8,7 +8,7 @@ import sys
 import pytest
 from tests.unit.adapters.test_migrate import schema_diffs
 
-from loralab.adapters.migrate import current_revision
+from loralab.infra.migrate import current_revision
 
 pytestmark = [pytest.mark.integration]
 
@@ -21,7 +21,7 @@ def test_migrated_postgres_matches_models(pg_db_url: str) -> None:
 def test_concurrent_upgrades_of_an_empty_database_both_succeed(pg_empty_db_url: str) -> None:
     """API and worker may start together: separate processes upgrade one empty database."""
     code = (
-        "import sys; from loralab.adapters.migrate import upgrade_database; "
+        "import sys; from loralab.infra.migrate import upgrade_database; "
         "upgrade_database(sys.argv[1])"
     )
     procs = [

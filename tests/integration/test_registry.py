@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from loralab.adapters.model_registry import STAGE_TAG, MlflowModelRegistry
 from loralab.entrypoints.cli.models import models_app
 from loralab.experiments import service as experiments
+from loralab.infra.model_registry import STAGE_TAG, MlflowModelRegistry
 from loralab.registry.cards import Stage
 from loralab.registry.embeddings import MiniLMEmbedder
 from loralab.registry.service import RegistryService

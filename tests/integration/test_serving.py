@@ -32,9 +32,7 @@ def _settings(tmp: Path, **serving: object) -> Settings:
     return Settings(
         storage=StorageSettings(results_dir=tmp / "results"),
         registry=RegistrySettings(card_dir=tmp / "cards"),
-        serving=ServingSettings(
-            refresh_seconds=0.2, precision="fp32", mode="adapters", **serving
-        ),  # type: ignore[arg-type]
+        serving=ServingSettings(refresh_seconds=0.2, precision="fp32", mode="adapters", **serving),  # type: ignore[arg-type]
     )
 
 

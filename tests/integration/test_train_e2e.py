@@ -10,9 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from tests.conftest import build_tiny_bert, make_rows, write_csv
 
-from loralab.adapters.tracking import tracking_uri
 from loralab.errors import InvalidInput
 from loralab.experiments import service
+from loralab.infra.tracking import tracking_uri
 from loralab.settings import Settings, StorageSettings
 from loralab.training import TrainConfig, TrainingFailed
 from loralab.training.checkpoints import MARKER, read_checkpoints
@@ -262,7 +262,7 @@ def test_unreachable_tracking_server_fails_fast_and_leaves_no_run(
 ) -> None:
     import time
 
-    from loralab.adapters.tracking import TrackingUnavailable
+    from loralab.infra.tracking import TrackingUnavailable
     from loralab.settings import MlflowSettings
 
     settings = Settings(

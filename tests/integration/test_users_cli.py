@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from loralab.adapters.db import Database
-from loralab.adapters.migrate import current_revision
 from loralab.entrypoints.cli.audit import audit_app
 from loralab.entrypoints.cli.users import users_app
+from loralab.infra.db import Database
+from loralab.infra.migrate import current_revision
 
 pytestmark = [pytest.mark.integration]
 runner = CliRunner()

@@ -8,12 +8,13 @@ import threading
 import pytest
 from pydantic import SecretStr
 
-from loralab.adapters.db import Database
-from loralab.adapters.migrate import current_revision
 from loralab.audit import AuditLog
 from loralab.errors import Conflict, NotAuthenticated, TooManyRequests
+from loralab.identity import RequestContext, operator_actor
+from loralab.infra.db import Database
+from loralab.infra.migrate import current_revision
 from loralab.settings import AuthSettings
-from loralab.users import RequestContext, UserService, operator_actor
+from loralab.users import UserService
 
 pytestmark = [pytest.mark.integration]
 PW = "a long enough password"

@@ -23,16 +23,16 @@ from tests.integration.services import (
     wait_for,
 )
 
-from loralab.adapters.db import Database, Job, User
-from loralab.adapters.migrate import current_revision, head_revision, upgrade_database
-from loralab.adapters.queue import CeleryJobQueue
 from loralab.audit.log import AuditLog
 from loralab.entrypoints.worker.app import create_celery
+from loralab.identity import Actor, RequestContext
+from loralab.infra.db import Database, Job, User
+from loralab.infra.migrate import current_revision, head_revision, upgrade_database
+from loralab.infra.queue import CeleryJobQueue
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
 from loralab.settings import Settings
 from loralab.training.checkpoints import MARKER
-from loralab.users.service import Actor, RequestContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from loralab.adapters.db import AuditRecord, Database, utcnow
-from loralab.adapters.locks import AUDIT_LOCK_KEY, serialise_writes
+from loralab.identity import Actor, RequestContext
+from loralab.infra.db import AuditRecord, Database, utcnow
+from loralab.infra.locks import AUDIT_LOCK_KEY, serialise_writes
 
 GENESIS_HASH = "0" * 64
 OUTCOMES = ("allowed", "denied", "failed")
@@ -190,16 +191,15 @@ class AuditLog:
     def record_by(
         self,
         session: Session,
-        actor: Any,
-        ctx: Any,
+        actor: Actor,
+        ctx: RequestContext,
         *,
         action: str,
         outcome: str,
         target: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> AuditRecord:
-        """``record`` for an actor (``username``, ``role``) in a request context (``client``,
-        ``request_id``)."""
+        """``record`` for an actor in a request context (client address, request id)."""
         return self.record(
             session,
             action=action,

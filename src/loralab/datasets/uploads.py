@@ -20,11 +20,13 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
-from loralab.adapters.db import Database, DatasetRecord, User
+from loralab.audit.log import AuditLog
 from loralab.datasets import service as datasets
 from loralab.datasets.reader import FORMATS
 from loralab.datasets.versioning import DatasetVersion, parse_ref
 from loralab.errors import Conflict, InvalidInput, LoralabError, NotFound, PayloadTooLarge
+from loralab.identity import Actor, RequestContext
+from loralab.infra.db import Database, DatasetRecord, User
 from loralab.settings import Settings
 
 CHUNK = 1 << 20
@@ -59,9 +61,9 @@ def _spooled(stream: BinaryIO, suffix: str, folder: Path, limit: int) -> Iterato
 def upload_dataset(
     settings: Settings,
     db: Database,
-    audit: Any,
-    actor: Any,
-    ctx: Any,
+    audit: AuditLog,
+    actor: Actor,
+    ctx: RequestContext,
     *,
     name: str,
     filename: str,
@@ -85,7 +87,7 @@ def upload_dataset(
         owner = _owner(session, version)
         # an upload that matches an existing version never changes who owns it: a shared
         # (CLI-registered) version stays shared, and another user's stays theirs
-        refused = owner is not None and owner != actor.id and actor.role != "admin"
+        refused = owner is not None and owner != actor.id and not actor.is_admin
         if registration.created:
             session.add(
                 DatasetRecord(
@@ -124,9 +126,9 @@ def _owner(session: Any, version: DatasetVersion) -> int | None:
 
 def _audit(
     db: Database,
-    audit: Any,
-    actor: Any,
-    ctx: Any,
+    audit: AuditLog,
+    actor: Actor,
+    ctx: RequestContext,
     target: str,
     outcome: str,
     detail: dict[str, Any],
@@ -156,12 +158,12 @@ def _owners(db: Database) -> dict[tuple[str, str], str]:
         return {(n, v): u for n, v, u in rows}
 
 
-def visible(version: DatasetVersion, owners: dict[tuple[str, str], str], actor: Any) -> bool:
+def visible(version: DatasetVersion, owners: dict[tuple[str, str], str], actor: Actor) -> bool:
     owner = owners.get((version.name, version.version))
-    return owner is None or owner == actor.username or actor.role == "admin"
+    return owner is None or owner == actor.username or actor.is_admin
 
 
-def list_visible(settings: Settings, db: Database, actor: Any) -> list[dict[str, Any]]:
+def list_visible(settings: Settings, db: Database, actor: Actor) -> list[dict[str, Any]]:
     """The newest version of each dataset that the actor may see and train on (what
     ``NAME@latest`` means for them), with its owner."""
     owners = _owners(db)
@@ -173,7 +175,7 @@ def list_visible(settings: Settings, db: Database, actor: Any) -> list[dict[str,
     return [{**view(v), "owner": owners.get((v.name, v.version))} for v in newest]
 
 
-def show_visible(settings: Settings, db: Database, actor: Any, ref: str) -> dict[str, Any]:
+def show_visible(settings: Settings, db: Database, actor: Actor, ref: str) -> dict[str, Any]:
     """One version (``NAME@VERSION`` or ``NAME@latest``) if the actor may see it."""
     version = resolve_visible(settings, db, actor, ref)
     owners = _owners(db)
@@ -189,7 +191,7 @@ def _owner_ids(db: Database, name: str) -> dict[str, int]:
         return {version: owner for version, owner in rows}
 
 
-def resolve_visible(settings: Settings, db: Database, actor: Any, ref: str) -> DatasetVersion:
+def resolve_visible(settings: Settings, db: Database, actor: Actor, ref: str) -> DatasetVersion:
     """The version ``ref`` names among those ``actor`` may see (``latest``: the newest of them).
 
     NotFound, with the same words whether the version does not exist or is someone else's; the
@@ -200,7 +202,7 @@ def resolve_visible(settings: Settings, db: Database, actor: Any, ref: str) -> D
         versions = datasets.store_for(settings).read_versions(parsed.name)
     except LoralabError:
         raise NotFound(f"no dataset {ref[:200]!r}") from None
-    if actor.role != "admin":
+    if not actor.is_admin:
         owners = _owner_ids(db, parsed.name)
         versions = [v for v in versions if owners.get(v.version, actor.id) == actor.id]
     if parsed.version == "latest":
@@ -219,7 +221,7 @@ def resolve_visible(settings: Settings, db: Database, actor: Any, ref: str) -> D
     return matches[0]
 
 
-def check_visible(settings: Settings, db: Database, actor: Any, field: str, ref: str) -> str:
+def check_visible(settings: Settings, db: Database, actor: Actor, field: str, ref: str) -> str:
     """The pinned ``NAME@vN`` that ``ref`` names for ``actor``, for a training job's ``field``;
     InvalidInput naming the field when the actor may not use it (or it does not exist)."""
     try:

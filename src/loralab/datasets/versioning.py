@@ -15,7 +15,6 @@ numbered ``v1, v2, ...``; registering content that a name already holds returns 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab.errors import InvalidInput, NotFound
+from loralab.training.files import atomic_write_json, file_lock
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 VERSION_PATTERN = re.compile(r"^(latest|v[0-9]{1,9}|[0-9a-f]{6,64})$")
@@ -154,14 +154,9 @@ class DatasetStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """An exclusive lock over the store (processes and threads alike: flock per open)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """An exclusive lock over the store (processes and threads alike)."""
+        with file_lock(self.root / ".lock"):
+            yield
 
     def read_versions(self, name: str) -> list[DatasetVersion]:
         path = self.record_path(name)
@@ -232,16 +227,7 @@ class DatasetStore:
         path = self.record_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"name": name, "versions": [v.to_dict() for v in versions]}
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, ensure_ascii=False, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(path, data, indent=1)
 
     def resolve(self, ref: DatasetRef | str) -> DatasetVersion:
         """The version a ref names; NotFound when there is none."""

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from loralab.adapters.tracking import MlflowTracker
 from loralab.datasets import service as datasets
 from loralab.errors import InvalidInput, NotFound
+from loralab.infra.tracking import MlflowTracker
 from loralab.settings import Settings
 from loralab.training import (
     ConfigError,
@@ -318,7 +318,7 @@ def mlflow_run(settings: Settings, run_id: str) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from loralab.adapters.tracking import tracking_uri
+    from loralab.infra.tracking import tracking_uri
 
     if not 1 <= len(run_id) <= 64 or not set(run_id) <= MLFLOW_RUN_ID:
         raise NotFound(f"no MLflow run {run_id[:64]!r}")
@@ -339,9 +339,7 @@ def mlflow_run(settings: Settings, run_id: str) -> dict[str, Any]:
         "end_time": run.info.end_time,
         "params": {k: _no_path(v) for k, v in run.data.params.items()},
         "metrics": dict(run.data.metrics),
-        "tags": {
-            k: _no_path(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")
-        },
+        "tags": {k: _no_path(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
         "artifacts": sorted(artifacts),
     }
 
@@ -355,7 +353,7 @@ def mlflow_info(settings: Settings) -> dict[str, Any]:
     """Where tracking lives, for users (no credentials: any user:password@ part is dropped)."""
     from urllib.parse import urlsplit, urlunsplit
 
-    from loralab.adapters.tracking import tracking_uri
+    from loralab.infra.tracking import tracking_uri
 
     uri = tracking_uri(settings)
     parts = urlsplit(uri)

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from loralab.adapters.db import Database, Job, User, utcnow
 from loralab.errors import LoralabError
+from loralab.infra.db import Database, Job, User, utcnow
 from loralab.jobs import states
 from loralab.settings import QueueSettings, Settings
 from loralab.training.checkpoints import last_complete

@@ -15,8 +15,8 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
-from loralab.adapters.db import Database, Job, utcnow
-from loralab.adapters.queue import JobQueue
+from loralab.infra.db import Database, Job, utcnow
+from loralab.infra.queue import JobQueue
 from loralab.jobs import states
 from loralab.settings import Settings
 

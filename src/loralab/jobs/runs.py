@@ -6,18 +6,19 @@ from typing import Any
 
 from sqlalchemy import select
 
-from loralab.adapters.db import Database, Job
 from loralab.errors import NotFound
 from loralab.experiments import service as experiments
+from loralab.identity import Actor
+from loralab.infra.db import Database, Job
 from loralab.settings import Settings
 
 
-def run_details(db: Database, settings: Settings, actor: Any, run_id: str) -> dict[str, Any]:
+def run_details(db: Database, settings: Settings, actor: Actor, run_id: str) -> dict[str, Any]:
     """An MLflow run's params, metrics and artifacts, for its job's owner or an admin.
 
     Anyone else gets the same NotFound as for a run that does not exist.
     """
-    if getattr(actor, "role", None) != "admin":
+    if not actor.is_admin:
         with db.session() as session:
             owner = session.scalar(select(Job.owner_id).where(Job.mlflow_run_id == run_id))
         if owner is None or owner != actor.id:

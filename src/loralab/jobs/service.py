@@ -26,15 +26,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from loralab.adapters.db import Database, Job, User, utcnow
-from loralab.adapters.queue import JobQueue
 from loralab.audit.log import AuditLog
 from loralab.datasets.uploads import check_visible
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
+from loralab.identity import Actor, RequestContext
+from loralab.infra.db import Database, Job, User, utcnow
+from loralab.infra.queue import JobQueue
 from loralab.jobs import states
 from loralab.jobs.requests import TrainRequest, to_train_config
 from loralab.settings import Settings
-from loralab.users.service import Actor, RequestContext
 
 log = logging.getLogger("loralab.jobs")
 MAX_PAGE = 500

@@ -1,12 +1,12 @@
 """Alembic environment of loralab: runs the migrations in ``versions/`` against the URL that
-``loralab.adapters.migrate.upgrade_database`` put in the config (or a connection it passed)."""
+``loralab.infra.migrate.upgrade_database`` put in the config (or a connection it passed)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection, text
 
-from loralab.adapters.db import Base, make_engine
+from loralab.infra.db import Base, make_engine
 
 # one constant per purpose; this one serialises concurrent upgrades on PostgreSQL
 MIGRATION_LOCK_KEY = 7_301_001

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from loralab.adapters.db import Database
+from loralab.audit.log import AuditLog
 from loralab.errors import LoralabError, PermissionDenied
+from loralab.identity import Actor, RequestContext
+from loralab.infra.db import Database
 from loralab.registry.service import RegistryService, TransitionResult
 
 
 def transition_audited(
     registry: RegistryService,
     db: Database,
-    audit: Any,
-    actor: Any,
-    ctx: Any,
+    audit: AuditLog,
+    actor: Actor,
+    ctx: RequestContext,
     *,
     ref: str,
     stage: str,

@@ -120,7 +120,7 @@ class RegistryService:
     @property
     def registry(self) -> ModelRegistry:
         if self._registry is None:
-            from loralab.adapters.model_registry import MlflowModelRegistry
+            from loralab.infra.model_registry import MlflowModelRegistry
 
             self._registry = MlflowModelRegistry.from_settings(self.settings)
         return self._registry

@@ -7,31 +7,15 @@ Layout: ``<card_dir>/<name>@<version>.json``, ``<card_dir>/history/<name>.jsonl`
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from loralab.errors import NotFound
 from loralab.registry.cards import ModelCard, validate_card_json
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+from loralab.training.files import atomic_write_text, file_lock
 
 
 class CardStore:
@@ -43,7 +27,7 @@ class CardStore:
 
     def write(self, card: ModelCard) -> Path:
         path = self.path_of(card.name, card.version)
-        _atomic_write(path, card.model_dump_json(indent=1))
+        atomic_write_text(path, card.model_dump_json(indent=1))
         return path
 
     def read(self, name: str, version: str) -> ModelCard:
@@ -86,15 +70,6 @@ class CardStore:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Serialise stage changes of one model across threads and processes.
-
-        Each acquisition opens its own descriptor, so flock excludes other threads too.
-        """
-        path = self.root / "locks" / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        """Serialise stage changes of one model across threads and processes."""
+        with file_lock(self.root / "locks" / f"{name}.lock"):
+            yield

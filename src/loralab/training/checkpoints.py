@@ -8,11 +8,12 @@ marker, which resume ignores and removes.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from loralab.training.files import atomic_write_json
 
 MARKER = "loralab-checkpoint.json"
 PROTECT_FILE = "PROTECTED"
@@ -66,18 +67,8 @@ def checkpoint_step(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def mark_complete(checkpoint: Path, step: int, metric: float | None) -> None:
-    write_json_atomic(checkpoint / MARKER, {"step": step, "metric": metric})
+    atomic_write_json(checkpoint / MARKER, {"step": step, "metric": metric}, sort_keys=True)
 
 
 def read_checkpoints(folder: Path) -> list[tuple[Path, CheckpointInfo]]:

@@ -1,6 +1,6 @@
 """Small interfaces through which training reaches the outside world.
 
-Real implementations live with their callers (MLflow in loralab.adapters.tracking, the rich
+Real implementations live with their callers (MLflow in loralab.infra.tracking, the rich
 progress bar in the CLI); :class:`NullLogger` and :class:`NullProgress` do nothing.
 """
 

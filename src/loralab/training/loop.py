@@ -28,6 +28,7 @@ from loralab import __version__
 from loralab.training import checkpoints as ckpt
 from loralab.training.callbacks import GuardedTrainer, RunCallback
 from loralab.training.config import ConfigError, TrainConfig, load_config, save_config
+from loralab.training.files import atomic_write_json
 from loralab.training.interfaces import (
     MetricLogger,
     NeverStop,
@@ -37,7 +38,7 @@ from loralab.training.interfaces import (
     StopSignal,
 )
 from loralab.training.metrics import classification_report, plot_confusion_matrix, summary_metrics
-from loralab.training.model import trainable_parameters, write_json
+from loralab.training.model import trainable_parameters
 from loralab.training.prepare import Prepared, prepare_training
 from loralab.training.runs import RunPaths, create_run, discard_run, read_state, update_state
 
@@ -349,7 +350,7 @@ def _train(
         },
         "device": prepared.device.description,
     }
-    ckpt.write_json_atomic(run.metrics, metrics)
+    atomic_write_json(run.metrics, metrics, sort_keys=True)
     final_step = trainer.state.global_step
     logger.log_metrics(
         {f"final_{k}": float(report[k]) for k in ("accuracy", "macro_f1")}, final_step
@@ -397,8 +398,8 @@ def _save_model(prepared: Prepared, run: RunPaths) -> None:
     prepared.model.save_pretrained(str(run.adapter), safe_serialization=True)
     prepared.tokenizer.save_pretrained(str(run.tokenizer))
     labels = prepared.labels
-    write_json(run.label_map, {"labels": labels, "id2label": dict(enumerate(labels))})
-    write_json(
+    atomic_write_json(run.label_map, {"labels": labels, "id2label": dict(enumerate(labels))})
+    atomic_write_json(
         run.model_info,
         {
             "base_model": prepared.config.base_model,

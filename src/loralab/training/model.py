@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,3 @@ def check_adapter_dir(adapter_dir: Path) -> None:
 def load_adapter(base: PreTrainedModel, adapter_dir: Path) -> PeftModel:
     check_adapter_dir(adapter_dir)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
-
-
-def write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from loralab.training.checkpoints import write_json_atomic
 from loralab.training.config import TrainConfig, save_config
+from loralab.training.files import atomic_write_json
 
 RUN_ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
 
@@ -108,7 +108,7 @@ def read_state(paths: RunPaths) -> dict[str, Any]:
 def update_state(paths: RunPaths, **changes: Any) -> dict[str, Any]:
     state = read_state(paths)
     state.update(changes)
-    write_json_atomic(paths.state, state)
+    atomic_write_json(paths.state, state, sort_keys=True)
     return state
 
 

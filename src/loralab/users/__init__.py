@@ -1,5 +1,5 @@
 """Users, roles, password hashing, tokens, permissions."""
 
-from loralab.users.service import Actor, RequestContext, UserService, operator_actor
+from loralab.users.service import UserService
 
-__all__ = ["Actor", "RequestContext", "UserService", "operator_actor"]
+__all__ = ["UserService"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,8 +17,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loralab.adapters.db import Database, User, utcnow
-from loralab.adapters.locks import USERS_LOCK_KEY, serialise_writes
 from loralab.audit import AuditLog
 from loralab.errors import (
     Conflict,
@@ -29,43 +26,16 @@ from loralab.errors import (
     PermissionDenied,
     TooManyRequests,
 )
+from loralab.identity import ROLES, SYSTEM, Actor, RequestContext
+from loralab.infra.db import Database, User, utcnow
+from loralab.infra.locks import USERS_LOCK_KEY, serialise_writes
 from loralab.settings import AuthSettings
 from loralab.users.passwords import hash_password, needs_rehash, verify_password
 from loralab.users.tokens import decode_token, issue_token
 
-ROLES = ("admin", "user")
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{3,64}")
 PASSWORD_MIN, PASSWORD_MAX = 12, 256
 BAD_SIGN_IN = "invalid username or password"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting: a signed-in user, or a local operator (id 0)."""
-
-    id: int
-    username: str
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    """Where a request came from, for the audit log."""
-
-    client: str | None = None
-    request_id: str | None = None
-
-
-SYSTEM = Actor(id=0, username="system", role="admin")
-
-
-def operator_actor(os_user: str) -> Actor:
-    """The local operator of the CLI: an admin recorded as ``cli:<os user>``."""
-    return Actor(id=0, username=f"cli:{os_user}"[:64], role="admin")
 
 
 def user_view(user: User) -> dict[str, Any]:

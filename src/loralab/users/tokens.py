@@ -22,7 +22,7 @@ REQUIRED_CLAIMS = ("exp", "iat", "sub", "uid", "role", "ver", "jti")
 
 
 class TokenSubject(Protocol):
-    """What a token is issued for (a ``loralab.adapters.db.User`` row fits)."""
+    """What a token is issued for (a ``loralab.infra.db.User`` row fits)."""
 
     @property
     def id(self) -> int: ...

@@ -1,4 +1,4 @@
-"""The packaged Alembic migrations build exactly the schema of loralab.adapters.db."""
+"""The packaged Alembic migrations build exactly the schema of loralab.infra.db."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from loralab.adapters.db import Base, normalise_url
-from loralab.adapters.migrate import current_revision, head_revision, upgrade_database
+from loralab.infra.db import Base, normalise_url
+from loralab.infra.migrate import current_revision, head_revision, upgrade_database
 
 
 def schema_diffs(url: str) -> list[object]:
@@ -59,7 +59,7 @@ def test_processes_upgrading_a_fresh_sqlite_file_at_once_all_succeed(tmp_path: P
     import sys
 
     url = f"sqlite:///{tmp_path / 'loralab.db'}"
-    code = f"from loralab.adapters.migrate import upgrade_database; upgrade_database({url!r})"
+    code = f"from loralab.infra.migrate import upgrade_database; upgrade_database({url!r})"
     starts = [
         subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)
     ]

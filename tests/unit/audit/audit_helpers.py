@@ -6,8 +6,8 @@ import threading
 
 from sqlalchemy import text
 
-from loralab.adapters.db import Database
 from loralab.audit import AuditLog
+from loralab.infra.db import Database
 
 
 def append(db: Database, log: AuditLog, count: int, user: str = "alice") -> None:

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from audit_helpers import append, append_concurrently, check_tamper_detection, raw
 
-from loralab.adapters.db import Database
 from loralab.audit import AuditLog
 from loralab.audit.log import GENESIS_HASH, hashed_fields, record_hash
+from loralab.infra.db import Database
 
 
 @pytest.fixture()
@@ -87,7 +87,7 @@ def test_relinked_forgery_is_caught_at_the_next_record(db: Database) -> None:
     log = AuditLog(db)
     append(db, log, 4)
     with db.session() as session:
-        from loralab.adapters.db import AuditRecord
+        from loralab.infra.db import AuditRecord
 
         row = session.get(AuditRecord, 2)
         assert row is not None

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from celery.signals import worker_init
 
-from loralab.adapters.migrate import current_revision, head_revision
 from loralab.entrypoints.worker.app import create_celery
+from loralab.infra.migrate import current_revision, head_revision
 from loralab.settings import DbSettings, Settings, StorageSettings
 
 

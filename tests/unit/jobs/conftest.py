@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from jobs_fakes import FakeAudit, FakeQueue, Who, add_user, make_settings
 
-from loralab.adapters.db import Database
+from loralab.infra.db import Database
 from loralab.jobs.service import JobService
 from loralab.settings import Settings
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loralab.adapters.db import Database, User
+from loralab.identity import Actor, RequestContext
+from loralab.infra.db import Database, User
 from loralab.settings import DbSettings, QueueSettings, Settings, StorageSettings
-from loralab.users.service import Actor, RequestContext
 
 DATASET = "reviews"
 

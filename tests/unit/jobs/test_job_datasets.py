@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from jobs_fakes import DATASET, Ctx, FakeQueue, Who, register_dataset
 
-from loralab.adapters.db import Database, DatasetRecord, Job
 from loralab.datasets.service import DataSpec
 from loralab.datasets.service import register_dataset as register_file
 from loralab.errors import InvalidInput
+from loralab.infra.db import Database, DatasetRecord, Job
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
 from loralab.settings import Settings

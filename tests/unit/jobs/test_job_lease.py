@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from jobs_fakes import Ctx, FakeQueue, Who, register_dataset
 
-from loralab.adapters.db import Database, Job, utcnow
+from loralab.infra.db import Database, Job, utcnow
 from loralab.jobs.execution import claim_job, write_job
 from loralab.jobs.recover import requeue_stale
 from loralab.jobs.requests import TrainRequest

@@ -10,8 +10,8 @@ import pytest
 from jobs_fakes import Ctx, FakeAudit, FakeQueue, Who, register_dataset
 from sqlalchemy import select
 
-from loralab.adapters.db import Database, Job
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
+from loralab.infra.db import Database, Job
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
 from loralab.settings import Settings

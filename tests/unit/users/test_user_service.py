@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import SecretStr
 
-from loralab.adapters.db import Database
 from loralab.audit import AuditLog
 from loralab.errors import (
     Conflict,
@@ -17,8 +16,10 @@ from loralab.errors import (
     PermissionDenied,
     TooManyRequests,
 )
+from loralab.identity import Actor, RequestContext, operator_actor
+from loralab.infra.db import Database
 from loralab.settings import AuthSettings
-from loralab.users import Actor, RequestContext, UserService, operator_actor
+from loralab.users import UserService
 
 PW = "a long enough password"
 CTX = RequestContext(client="10.0.0.1", request_id="req-1")

@@ -31,7 +31,7 @@ Users see and cancel only their own jobs; admins see everything; every change is
 
 def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     """The platform app for ``settings`` (``found``: prebuilt services, for tests)."""
-    from loralab.adapters.migrate import upgrade_database
+    from loralab.infra.migrate import upgrade_database
     from loralab.users.tokens import check_secret
 
     check_secret(settings.auth)

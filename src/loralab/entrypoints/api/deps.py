@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from loralab.bootstrap import Services
 from loralab.errors import NotAuthenticated, PermissionDenied
-from loralab.users.service import Actor, RequestContext
+from loralab.identity import Actor, RequestContext
 
 bearer = HTTPBearer(auto_error=False, description="A token from POST /login")
 
@@ -50,7 +50,7 @@ Context = Annotated[RequestContext, Depends(request_context)]
 
 def check_admin(request: Request, actor: CurrentUser, ctx: Context) -> Actor:
     """Admins only; a refusal is on the audit record."""
-    if actor.role != "admin":
+    if not actor.is_admin:
         found = services(request)
         route = getattr(request.scope.get("route"), "path", request.url.path)
         with found.db.session() as session:

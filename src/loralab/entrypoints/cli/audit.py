@@ -18,9 +18,9 @@ audit_app = typer.Typer(help="Verify and read the audit log.", no_args_is_help=T
 
 def open_audit() -> AuditLog:
     """The audit log of the configured (migrated) database."""
-    from loralab.adapters.db import Database
-    from loralab.adapters.migrate import upgrade_database
     from loralab.audit import AuditLog
+    from loralab.infra.db import Database
+    from loralab.infra.migrate import upgrade_database
 
     settings = load_settings()
     upgrade_database(settings.db_url)

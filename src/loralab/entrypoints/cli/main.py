@@ -78,7 +78,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _mlflow_hint(settings: Settings) -> str:
-    from loralab.adapters.tracking import tracking_uri
+    from loralab.infra.tracking import tracking_uri
 
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:"):

@@ -17,7 +17,8 @@ from loralab.entrypoints.cli.common import console, err_console, guard
 from loralab.settings import load_settings
 
 if TYPE_CHECKING:
-    from loralab.users import Actor, RequestContext, UserService
+    from loralab.identity import Actor, RequestContext
+    from loralab.users import UserService
 
 users_app = typer.Typer(help="Manage platform users (as the local operator).", no_args_is_help=True)
 
@@ -29,10 +30,11 @@ PasswordStdin = Annotated[
 
 def open_users() -> tuple[UserService, Actor]:
     """The user service on the configured (migrated) database, and the operator acting."""
-    from loralab.adapters.db import Database
-    from loralab.adapters.migrate import upgrade_database
     from loralab.audit import AuditLog
-    from loralab.users import UserService, operator_actor
+    from loralab.identity import operator_actor
+    from loralab.infra.db import Database
+    from loralab.infra.migrate import upgrade_database
+    from loralab.users import UserService
 
     settings = load_settings()
     upgrade_database(settings.db_url)
@@ -42,7 +44,7 @@ def open_users() -> tuple[UserService, Actor]:
 
 def cli_context() -> RequestContext:
     """Audit context of a CLI command."""
-    from loralab.users import RequestContext
+    from loralab.identity import RequestContext
 
     return RequestContext(client="cli")
 

@@ -20,9 +20,9 @@ from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutting_down
 from kombu import Queue
 
-from loralab.adapters.db import Database
-from loralab.adapters.queue import QUEUES, RUN_JOB_TASK, CeleryJobQueue
 from loralab.audit.log import AuditLog
+from loralab.infra.db import Database
+from loralab.infra.queue import QUEUES, RUN_JOB_TASK, CeleryJobQueue
 from loralab.jobs.recover import start_recovery
 from loralab.jobs.service import JobService
 from loralab.settings import Settings
@@ -88,7 +88,7 @@ def _connect_migration(app: Celery, settings: Settings) -> None:
     def on_init(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", app) is not app:
             return
-        from loralab.adapters.migrate import upgrade_database
+        from loralab.infra.migrate import upgrade_database
 
         try:
             upgrade_database(settings.db_url)

@@ -1,4 +1,4 @@
-"""Initial schema: users, jobs, datasets, audit_log (as in loralab.adapters.db).
+"""Initial schema: users, jobs, datasets, audit_log (as in loralab.infra.db).
 
 Revision ID: 0001
 Revises:

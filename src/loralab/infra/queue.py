@@ -10,7 +10,6 @@ RUN_JOB_TASK = "loralab.run_job"
 QUEUES: tuple[str, ...] = ("cpu", "cuda", "mps")
 
 
-
 class JobQueue(Protocol):
     """Sends a job id to the workers of one queue (cpu, cuda or mps)."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from loralab.adapters.tracking import tracking_uri
+from loralab.infra.tracking import tracking_uri
 from loralab.settings import Settings
 
 STAGE_TAG = "loralab.stage"

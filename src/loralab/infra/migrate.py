@@ -18,7 +18,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
-from loralab.adapters.db import make_engine, normalise_url
+from loralab.infra.db import make_engine, normalise_url
+from loralab.training.files import file_lock
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -49,21 +50,13 @@ def _ensure_sqlite_folder(url: str) -> None:
 
 @contextlib.contextmanager
 def _sqlite_upgrade_lock(url: str) -> Iterator[None]:
-    """Exclusive among processes upgrading the same SQLite file (POSIX ``flock``)."""
+    """Exclusive among processes upgrading the same SQLite file."""
     path = _sqlite_file(url)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock, start one process first
-        fcntl = None  # type: ignore[assignment]
-    if path is None or fcntl is None:
+    if path is None:
         yield
         return
-    with path.with_name(f"{path.name}.migrate-lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(path.with_name(f"{path.name}.migrate-lock")):
+        yield
 
 
 def upgrade_database(url: str) -> None:
