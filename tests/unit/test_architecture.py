@@ -1,4 +1,4 @@
-"""The import direction of DESIGN.md, checked by import-linter contracts in pyproject.toml."""
+"""The import direction of ARCHITECTURE.md, checked by import-linter contracts in pyproject.toml."""
 
 import subprocess
 import sys
