@@ -18,14 +18,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from loralab.identity import Actor, RequestContext
-from loralab.infra.db import AuditRecord, Database, utcnow
+from loralab.infra.db import AuditRecord, Database, as_utc, utcnow
 from loralab.infra.locks import AUDIT_LOCK_KEY, serialise_writes
 
 GENESIS_HASH = "0" * 64
@@ -49,12 +49,6 @@ class VerifyResult:
     problem: str | None = None
 
 
-def iso_utc(at: datetime) -> str:
-    """``at`` as ISO 8601 in UTC with microseconds (SQLite hands back naive UTC values)."""
-    aware = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
-    return aware.isoformat(timespec="microseconds")
-
-
 def record_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     """sha256 over the previous hash and the canonical JSON of a record's fields."""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -65,7 +59,7 @@ def hashed_fields(row: AuditRecord) -> dict[str, Any]:
     """The fields of a record that its hash covers."""
     return {
         "id": row.id,
-        "at": iso_utc(row.at),
+        "at": as_utc(row.at).isoformat(timespec="microseconds"),
         "username": row.username,
         "role": row.role,
         "action": row.action,

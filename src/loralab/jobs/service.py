@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Integer,
     String,
     func,
@@ -30,7 +29,7 @@ from loralab.audit.log import AuditLog
 from loralab.datasets.uploads import check_visible
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
 from loralab.identity import Actor, RequestContext
-from loralab.infra.db import Database, Job, User, utcnow
+from loralab.infra.db import Database, Job, User, UTCDateTime, utcnow
 from loralab.infra.queue import JobQueue
 from loralab.jobs import states
 from loralab.jobs.requests import TrainRequest, to_train_config
@@ -45,16 +44,8 @@ def queue_for(device: str) -> str:
     return device if device in {"cuda", "mps"} else "cpu"
 
 
-def as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=timezone.utc)
-
-
 def _iso(moment: datetime | None) -> str | None:
-    aware = as_utc(moment)
-    return aware.isoformat() if aware else None
+    return moment.isoformat() if moment else None  # stored times read back as aware UTC
 
 
 def _base_model_name(config: dict[str, Any]) -> str:
@@ -190,7 +181,7 @@ class JobService:
             .scalar_subquery()
         )
         now = utcnow()
-        stamp = DateTime(timezone=True)
+        stamp = UTCDateTime()
         fields: dict[str, tuple[Any, Any]] = {
             "id": (job_id, String),
             "owner_id": (actor.id, Integer),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -69,11 +69,6 @@ def validate_role(role: str) -> str:
     if role not in ROLES:
         raise InvalidInput(f"role: one of {', '.join(ROLES)}, not {role!r}")
     return role
-
-
-def as_utc(at: datetime) -> datetime:
-    """SQLite hands back naive UTC datetimes; make them aware."""
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at
 
 
 class UserService:
@@ -218,7 +213,7 @@ class UserService:
         over = len(failures) - self._auth.login_max_failures
         if over < 0:
             return None
-        leaves_at = as_utc(failures[over]) + window
+        leaves_at = failures[over] + window
         return max(1, math.ceil((leaves_at - now).total_seconds()))
 
     def _check_credentials(
