@@ -38,6 +38,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/tasks"): "user",
     ("GET", "/task/{task_id}"): "owner",
     ("POST", "/task/{task_id}/cancel"): "owner",
+    ("GET", "/task/{task_id}/metrics"): "owner",
+    ("GET", "/task/{task_id}/logs"): "owner",
     ("GET", "/experiments/mlflow/{run_id}"): "owner",
     ("POST", "/datasets"): "user",
     ("GET", "/datasets"): "user",

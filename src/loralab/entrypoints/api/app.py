@@ -19,7 +19,16 @@ from loralab.entrypoints.api.deps import get_current_user, services
 from loralab.entrypoints.api.errors import install_error_handlers
 from loralab.entrypoints.api.middleware import NO_TELEMETRY, install_common
 from loralab.entrypoints.api.predict import predict_router
-from loralab.entrypoints.api.routes import audit, auth, datasets, experiments, jobs, models, users
+from loralab.entrypoints.api.routes import (
+    audit,
+    auth,
+    datasets,
+    experiments,
+    jobs,
+    models,
+    progress,
+    users,
+)
 from loralab.entrypoints.api.serving_app import body_limit, serving_lifespan
 from loralab.settings import Settings
 
@@ -56,7 +65,7 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     app.state.predictions = found.predictions
     install_common(app, found.metrics, max(body_limit(settings), settings.api.max_upload_bytes))
     install_error_handlers(app)
-    for module in (auth, users, jobs, experiments, datasets, models, audit):
+    for module in (auth, users, jobs, progress, experiments, datasets, models, audit):
         app.include_router(module.router)
     app.include_router(predict_router(), dependencies=[Depends(get_current_user)])
 
