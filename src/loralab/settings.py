@@ -198,7 +198,23 @@ class ApiSettings(BaseModel):
     max_upload_bytes: int = Field(
         default=200_000_000, ge=1, description="Largest dataset upload accepted."
     )
-    ui_port: int = Field(default=8501, ge=1, le=65535, description="Port of the Streamlit UI.")
+
+
+class ObservabilitySettings(BaseModel):
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Address a worker's Prometheus endpoint binds."
+    )
+    worker_metrics_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="Port of a worker's Prometheus endpoint (GET /metrics). 0: none.",
+    )
+    audit_verify_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the API re-verifies the audit chain for loralab_audit_chain_valid.",
+    )
 
 
 class Settings(BaseSettings):
@@ -217,6 +233,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @property
     def dataset_store_dir(self) -> Path:

@@ -95,6 +95,8 @@ class Job(Base):
     # {"epoch", "step", "total_steps", "percent", "loss"} while training
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # why it failed, one of loralab.observability.reasons.REASONS (metrics label); NULL: old rows
+    failure_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
     run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # results/ run id
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(160), nullable=True)

@@ -22,6 +22,7 @@ from sqlalchemy import func, or_, select, update
 from loralab.errors import LoralabError
 from loralab.infra.db import Database, Job, User, utcnow
 from loralab.jobs import states
+from loralab.observability.reasons import WORKER_LOST, failure_reason
 from loralab.settings import QueueSettings, Settings
 from loralab.training.checkpoints import last_complete
 from loralab.training.config import TrainConfig
@@ -210,7 +211,8 @@ def execute_job(db: Database, settings: Settings, job_id: str, worker: str) -> N
         return
     limit = settings.queue.max_attempts
     if claim.attempts > limit:
-        finish_job(db, claim, Outcome(states.FAILED, GAVE_UP.format(n=limit)))
+        gave_up = Outcome(states.FAILED, GAVE_UP.format(n=limit), {"failure_reason": WORKER_LOST})
+        finish_job(db, claim, gave_up)
         return
     if claim.cancel_requested:
         finish_job(db, claim, Outcome(states.CANCELLED, "cancelled before training started"))
@@ -243,10 +245,11 @@ def run_claimed(db: Database, settings: Settings, claim: Claim, lease: Lease) ->
     try:
         return _train_or_resume(db, settings, claim, config, run, progress, stop)
     except (LoralabError, TrainingFailed) as err:
-        return _failed(settings, progress.run_id, str(err))
+        return _failed(settings, progress.run_id, str(err), failure_reason(err))
     except Exception as err:  # noqa: BLE001 - any crash ends the job failed, with its reason
         log.exception("job %s crashed", claim.job_id)
-        return _failed(settings, progress.run_id, f"{type(err).__name__}: {err}")
+        message = f"{type(err).__name__}: {err}"
+        return _failed(settings, progress.run_id, message, failure_reason(err))
 
 
 def _without_server_paths(settings: Settings, message: str) -> str:
@@ -262,10 +265,10 @@ def _without_server_paths(settings: Settings, message: str) -> str:
     return message
 
 
-def _failed(settings: Settings, run_id: str | None, message: str) -> Outcome:
+def _failed(settings: Settings, run_id: str | None, message: str, reason: str) -> Outcome:
     """A failed outcome; a run id whose folder never appeared (bad input) is cleared."""
     message = _without_server_paths(settings, message)
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"failure_reason": reason}
     if _existing_run(settings, run_id) is None:
         fields["run_id"] = None
     return Outcome(states.FAILED, message, fields)

@@ -64,6 +64,10 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     app.state.services = found
     app.state.predictions = found.predictions
     install_common(app, found.metrics, max(body_limit(settings), settings.api.max_upload_bytes))
+    from loralab.observability.jobs_table import register_platform_collectors
+
+    verify_audit, every = found.audit.verify, settings.observability.audit_verify_seconds
+    register_platform_collectors(found.metrics.registry, found.db, lambda: verify_audit().ok, every)
     install_error_handlers(app)
     for module in (auth, users, jobs, progress, experiments, datasets, models, audit):
         app.include_router(module.router)
