@@ -10,7 +10,8 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: help setup demo run-local logs-local db-list test test-v lint bench mlflow-ui clean \
-	serve predict-health predict-text predict-positive predict-negative start-services stop-services
+	serve predict-health predict-text predict-positive predict-negative start-services stop-services \
+	monitoring
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +64,12 @@ start-services: setup ## Redis (if none runs), MLflow server, a worker and the A
 
 stop-services: ## stop what start-services started
 	deploy/local/services.sh stop
+
+monitoring: ## Prometheus on :9090 against start-services (deploy/monitoring; Ctrl-C stops it)
+	@command -v prometheus >/dev/null || { echo "prometheus is not installed: sudo apt-get install prometheus (or see README, Monitoring)"; exit 2; }
+	mkdir -p results/prometheus
+	prometheus --config.file=deploy/monitoring/prometheus/prometheus.yml \
+		--storage.tsdb.path=results/prometheus --web.listen-address=127.0.0.1:9090
 
 mlflow-ui: setup ## MLflow UI on the embedded tracking store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/mlflow.db --port 5000
