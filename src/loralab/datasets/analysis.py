@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.datasets.validation import TokenCounter, normalise_near
+from loralab.datasets.duplicates import Duplicate, DuplicateIndex
+from loralab.datasets.validation import TokenCounter
 
 TOKEN_BATCH = 4096
 TOP_TOKENS = 15
@@ -186,8 +187,7 @@ def profile_rows(
     counters = token_counters or {}
     profile = Profile(name, max_length=max_length)
     profile.token_lengths = {k: array("I") for k in counters}
-    exact: dict[int, str] = {}
-    near: set[int] = set()
+    seen = DuplicateIndex()
     batch: list[str] = []
     for text, label in rows:
         profile.rows += 1
@@ -196,18 +196,7 @@ def profile_rows(
         profile.languages[detect_language(text)] += 1
         words = profile.top_tokens.setdefault(label, Counter())
         words.update(w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS)
-        key = hash(text)
-        seen = exact.get(key)
-        if seen is None:
-            exact[key] = label
-            near_key = hash(normalise_near(text))
-            if near_key in near:
-                profile.near_duplicates += 1
-            near.add(near_key)
-        elif seen == label:
-            profile.duplicates += 1
-        else:
-            profile.conflicts += 1
+        _count_duplicate(seen.add(profile.rows, text, label), profile)
         if counters:
             batch.append(text)
             if len(batch) >= TOKEN_BATCH:
@@ -215,6 +204,17 @@ def profile_rows(
                 batch = []
     _count(batch, counters, profile)
     return profile
+
+
+def _count_duplicate(found: Duplicate | None, profile: Profile) -> None:
+    if found is None:
+        return
+    if found.kind == "duplicate":
+        profile.duplicates += 1
+    elif found.kind == "near_duplicate":
+        profile.near_duplicates += 1
+    else:
+        profile.conflicts += 1
 
 
 def _count(batch: list[str], counters: dict[str, TokenCounter], profile: Profile) -> None:

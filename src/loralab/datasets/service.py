@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from loralab.datasets.analysis import Profile, profile_rows, write_report
-from loralab.datasets.reader import IssueLog, RecordReader
 from loralab.datasets.validation import (
     TokenCounter,
     ValidationLimits,
@@ -41,6 +40,7 @@ from loralab.datasets.versioning import (
 from loralab.errors import InvalidInput
 from loralab.settings import Settings
 from loralab.training.config import TrainConfig
+from loralab.training.reader import IssueLog, RecordReader
 
 log = logging.getLogger("loralab.datasets")
 

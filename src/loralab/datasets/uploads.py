@@ -22,12 +22,12 @@ from sqlalchemy import select
 
 from loralab.audit.log import AuditLog
 from loralab.datasets import service as datasets
-from loralab.datasets.reader import FORMATS
 from loralab.datasets.versioning import DatasetVersion, parse_ref
 from loralab.errors import Conflict, InvalidInput, LoralabError, NotFound, PayloadTooLarge
 from loralab.identity import Actor, RequestContext
 from loralab.infra.db import Database, DatasetRecord, User
 from loralab.settings import Settings
+from loralab.training.reader import FORMATS
 
 CHUNK = 1 << 20
 

@@ -13,14 +13,14 @@ conflicting labels, class imbalance, train/validation overlap, texts over ``max_
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.datasets.reader import Issue, IssueLog, Record, RecordReader
+from loralab.datasets.duplicates import DuplicateIndex
+from loralab.training.reader import Issue, IssueLog, Record, RecordReader, describe
 
 log = logging.getLogger("loralab.datasets")
 
@@ -28,7 +28,6 @@ TokenCounter = Callable[[list[str]], list[int]]
 """Token counts (special tokens included) of a batch of texts, for the truncation rate."""
 
 TOKEN_BATCH = 4096
-_NON_WORD = re.compile(r"[\W_]+")
 EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
 
 
@@ -139,31 +138,6 @@ class ValidationReport:
         }
 
 
-def describe(issue: Issue) -> str:
-    """``file: row 3 (line 4): empty text``."""
-    where = []
-    if issue.row is not None:
-        where.append(f"row {issue.row}")
-    if issue.line is not None:
-        where.append(f"line {issue.line}" if issue.row is None else f"(line {issue.line})")
-    prefix = f"{issue.file}: " if issue.file else ""
-    place = " ".join(where)
-    return f"{prefix}{place}: {issue.message}" if place else f"{prefix}{issue.message}"
-
-
-def normalise_near(text: str) -> str:
-    """Key for near-exact duplicates: case, punctuation and spacing ignored."""
-    return _NON_WORD.sub(" ", text.casefold()).strip()
-
-
-@dataclass
-class _Seen:
-    """Texts seen so far (by hash, to keep memory small): first row and label of each."""
-
-    exact: dict[int, tuple[int, str]] = field(default_factory=dict)
-    near: dict[int, tuple[int, int]] = field(default_factory=dict)  # near key -> (row, exact)
-
-
 class _FileCheck:
     """Row-level checks of one file, streaming."""
 
@@ -181,7 +155,7 @@ class _FileCheck:
         self.issues = issues
         self.counter = counter
         self.stats = FileStats(name)
-        self.seen = _Seen()
+        self.seen = DuplicateIndex()
         self.labels: Counter[str] = Counter()  # labels of valid rows
         self.found: Counter[str] = Counter()  # every non-empty label, declared or not
         self.declared = set(options.labels) if options.labels else None
@@ -227,26 +201,17 @@ class _FileCheck:
                 self._count_tokens()
 
     def _check_duplicate(self, record: Record, text: str, label: str) -> None:
-        key = hash(text)
-        first = self.seen.exact.get(key)
-        if first is not None:
-            row, first_label = first
-            if first_label != label:
-                self.warn(
-                    "conflicting_labels",
-                    f"same text as row {row} but label {label!r} (row {row}: {first_label!r})",
-                    record,
-                )
-            else:
-                self.warn("duplicate", f"same text as row {row}", record)
+        found = self.seen.add(record.row, text, label)
+        if found is None:
             return
-        self.seen.exact[key] = (record.row, label)
-        near_key = hash(normalise_near(text))
-        near = self.seen.near.get(near_key)
-        if near is not None:
-            self.warn("near_duplicate", f"nearly the same text as row {near[0]}", record)
-        else:
-            self.seen.near[near_key] = (record.row, key)
+        row = found.row
+        message = {
+            "duplicate": f"same text as row {row}",
+            "near_duplicate": f"nearly the same text as row {row}",
+            "conflicting_labels": f"same text as row {row} but label {label!r} "
+            f"(row {row}: {found.label!r})",
+        }[found.kind]
+        self.warn(found.kind, message, record)
 
     def _count_tokens(self) -> None:
         batch, self._batch = self._batch, []
@@ -314,14 +279,10 @@ def _check_leakage(train: _FileCheck, val: _FileCheck, records: Iterator[Record]
         val.check(record)
         if record.text is None or not record.text.strip():
             continue
-        text = record.text.strip()
-        exact = train.seen.exact.get(hash(text))
-        if exact is not None:
-            val.warn("leakage", f"same text as train row {exact[0]}", record)
-            continue
-        near = train.seen.near.get(hash(normalise_near(text)))
-        if near is not None:
-            val.warn("leakage", f"nearly the same text as train row {near[0]}", record)
+        found = train.seen.find(record.text.strip())
+        if found is not None:
+            how = "same" if found.kind == "duplicate" else "nearly the same"
+            val.warn("leakage", f"{how} text as train row {found.row}", record)
 
 
 def validate_files(

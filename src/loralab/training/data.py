@@ -1,18 +1,15 @@
-"""Reading labelled text from CSV, TSV, JSONL and Parquet; label maps; the validation split."""
+"""Labelled texts from CSV, TSV, JSONL and Parquet files; label maps; the validation split."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import random
-import warnings
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pandas as pd
+from loralab.training.reader import IssueLog, RecordReader, describe
 
-SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 MAX_ERRORS_SHOWN = 5
 
 
@@ -32,114 +29,47 @@ class LabelledTexts:
         return len(self.texts)
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(
-            f"{path}: unsupported file type {path.suffix!r} (use .csv, .tsv, .jsonl or .parquet)"
-        )
-    try:
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        if kind == "jsonl":
-            return _read_jsonl(path)
-        with warnings.catch_warnings():
-            # A first row with more fields than the header (an unquoted comma) must be an
-            # error, not silently shift the columns (pandas' implicit index) or drop a field.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(
-                path,
-                sep="\t" if kind == "tsv" else ",",
-                # TSV has no quoting convention: a quote is part of the text (SST-2 has many).
-                quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
-                dtype=str,
-                keep_default_na=False,  # the text "NA" or "null" is text, not a missing value
-                encoding="utf-8-sig",  # tolerate a byte-order mark
-                on_bad_lines="error",
-                index_col=False,
-            )
-    except DataError:
-        raise
-    except pd.errors.ParserWarning:
-        raise DataError(
-            f"{path}: row 1 has more fields than the header (quote texts that hold the separator)"
-        ) from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not valid UTF-8 ({_first_non_utf8_line(path)})") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, ValueError, OSError) as err:
-        raise DataError(f"{path}: cannot be parsed: {str(err).strip()}") from None
-
-
-def _first_non_utf8_line(path: Path) -> str:
-    # The decoder's own offset is relative to a read buffer, not to the file: find the line.
-    raw = path.read_bytes()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        return f"line {line}"
-    return "invalid bytes"
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {number}: expected a JSON object")
-            rows.append(row)
-    if not rows:
-        raise DataError(f"{path}: the file is empty")
-    return pd.DataFrame(rows)
-
-
-def _cell_to_text(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):  # None or NaN
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def read_labelled_texts(path: str | Path, text_column: str, label_column: str) -> LabelledTexts:
-    """Read a labelled dataset. Texts are stripped; empty texts or labels are errors by row."""
+    """Read a labelled dataset through the one reader that validation uses.
+
+    Texts and labels are stripped. Every unreadable row, empty text or empty label is an error;
+    the first few (by row) are named in one :class:`DataError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"dataset file not found: {path}")
-    frame = _read_frame(path)
-    missing = [c for c in (text_column, label_column) if c not in frame.columns]
-    if missing:
-        found = ", ".join(map(str, frame.columns)) or "none"
-        raise DataError(f"{path}: column(s) {', '.join(missing)} not found (columns: {found})")
+    issues = IssueLog(max_examples=MAX_ERRORS_SHOWN)
+    reader = RecordReader(
+        path, text_column, label_column, issues, max_rows=sys.maxsize, max_bytes=sys.maxsize
+    )
     texts: list[str] = []
     labels: list[str] = []
-    problems: list[str] = []
-    pairs = zip(frame[text_column], frame[label_column], strict=True)
-    for row, (text, label) in enumerate(pairs, start=1):
-        text_str = _cell_to_text(text)
-        label_str = _cell_to_text(label)
-        if text_str is None or not text_str.strip():
-            problems.append(f"row {row}: empty text")
-        elif label_str is None or not label_str.strip():
-            problems.append(f"row {row}: empty label")
-        else:
-            texts.append(text_str.strip())
-            labels.append(label_str.strip())
-    if problems:
-        shown = "; ".join(problems[:MAX_ERRORS_SHOWN])
-        more = f" (and {len(problems) - MAX_ERRORS_SHOWN} more)" if len(problems) > 5 else ""
-        raise DataError(f"{path}: {shown}{more}")
-    if not texts:
-        raise DataError(f"{path}: no rows")
+    for record in reader:
+        text = (record.text or "").strip()
+        label = (record.label or "").strip()
+        if not text:
+            issues.add("error", "empty_text", "empty text", row=record.row)
+        elif not label:
+            issues.add("error", "empty_label", "empty label", row=record.row)
+        elif not issues.has_errors():  # past the first error, only count the rest
+            texts.append(text)
+            labels.append(label)
+    if issues.has_errors():
+        raise DataError(f"{path}: {_summarise(issues)}")
     return LabelledTexts(texts, labels, str(path))
+
+
+def _summarise(issues: IssueLog) -> str:
+    """The first errors by row (file-level ones alone when there are any), and how many more."""
+    errors = [i for i in issues.issues if i.severity == "error"]
+    file_level = [i for i in errors if i.row is None and i.line is None]
+    if file_level:
+        return "; ".join(i.message for i in file_level)
+    errors.sort(key=lambda i: (i.row or 0, i.line or 0))
+    shown = errors[:MAX_ERRORS_SHOWN]
+    total = sum(n for (severity, _), n in issues.counts.items() if severity == "error")
+    more = f" (and {total - len(shown)} more)" if total > len(shown) else ""
+    return "; ".join(describe(replace(i, file=None)) for i in shown) + more
 
 
 def build_label_list(labels: list[str], declared: tuple[str, ...] | None) -> list[str]:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from loralab.datasets.reader import Issue
 from loralab.datasets.validation import (
     ValidationLimits,
     ValidationOptions,
     ValidationReport,
     validate_files,
 )
+from loralab.training.reader import Issue
 
 GOOD = ["good film", "bad film", "great plot", "awful plot", "nice cast", "poor cast"]
 

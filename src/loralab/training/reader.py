@@ -1,17 +1,22 @@
-"""A streaming, forgiving reader of labelled text files for validation, versioning and analysis.
+"""The one reader of labelled text files (CSV, TSV, JSONL, Parquet), and the format table.
 
-Unlike :func:`loralab.training.data.read_labelled_texts`, which stops at the first bad row, this
-reader reports every problem it meets (as :class:`Issue` records, each with its row or line) and
-carries on, one row at a time, so memory stays flat however long the file is. Row numbers count
-data rows from 1 (the header and blank lines are not rows), as the training loader's messages do;
-line numbers are physical lines of the file.
+Training (:func:`loralab.training.data.read_labelled_texts`), validation, versioning and
+analysis all read files through :class:`RecordReader`, so they agree on every row by
+construction. It reports every problem it meets (as :class:`Issue` records, each with its row
+or line) and carries on, one row at a time, so memory stays flat however long the file is; the
+training loader turns those issues into one error. Row numbers count data rows from 1 (the
+header and blank lines are not rows); line numbers are physical lines of the file.
+
+Format rules: UTF-8 with an optional byte-order mark; CRLF or LF; blank lines are not rows. CSV
+quotes as the csv module does (quoted separators and newlines); TSV has no quoting (a quote is
+text, as in SST-2). JSONL holds one object per line. Cells are text as found: ``1.0`` becomes
+``"1"``, ``true`` becomes ``"true"``, null or a missing key is absent; "NA" is text.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +25,9 @@ from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+"""File suffix -> format: the one list of dataset file types that loralab reads."""
 BOM = b"\xef\xbb\xbf"
+MAX_KEYS_LISTED = 1000  # JSONL keys remembered for the missing-column check
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,24 @@ class Issue:
             "line": self.line,
             "file": self.file,
         }
+
+
+def describe(issue: Issue) -> str:
+    """``file: row 3 (line 4): empty text``."""
+    where = []
+    if issue.row is not None:
+        where.append(f"row {issue.row}")
+    if issue.line is not None:
+        where.append(f"line {issue.line}" if issue.row is None else f"(line {issue.line})")
+    prefix = f"{issue.file}: " if issue.file else ""
+    place = " ".join(where)
+    return f"{prefix}{place}: {issue.message}" if place else f"{prefix}{issue.message}"
+
+
+def supported_formats() -> str:
+    """``.csv, .tsv, .jsonl or .parquet``, for messages."""
+    *first, last = FORMATS
+    return f"{', '.join(first)} or {last}"
 
 
 @dataclass
@@ -131,7 +156,10 @@ class RecordReader:
     def __iter__(self) -> Iterator[Record]:
         kind = FORMATS.get(self.path.suffix.lower())
         if kind is None:
-            self._error("unsupported", f"unsupported file type {self.path.suffix!r}")
+            self._error(
+                "unsupported",
+                f"unsupported file type {self.path.suffix!r} (use {supported_formats()})",
+            )
             return
         try:
             size = self.path.stat().st_size
@@ -160,7 +188,7 @@ class RecordReader:
         except OSError as err:
             self._error("unreadable", f"cannot read the file ({err.strerror or err})")
         if self.rows == 0 and not self.errors:
-            self._error("empty", "no data rows")
+            self._error("empty", "no rows (the file is empty or holds only a header)")
 
     def _limit(self, records: Iterable[Record]) -> Iterator[Record]:
         for record in records:
@@ -246,7 +274,7 @@ class RecordReader:
 
     def _jsonl(self, lines: Iterator[str]) -> Iterator[Record]:
         row = 0
-        seen = {self.text_column: False, self.label_column: False}
+        keys: dict[str, None] = {}  # every key met, in order (for the missing-column message)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -260,17 +288,20 @@ class RecordReader:
             if not isinstance(value, dict):
                 self._error("parse", "expected a JSON object", row=row, line=number)
                 continue
-            for column in seen:
-                seen[column] = seen[column] or column in value
+            if len(keys) < MAX_KEYS_LISTED:
+                keys.update(dict.fromkeys(value))
             yield Record(
                 row,
                 number,
                 self._json_cell(value.get(self.text_column), row, number),
                 self._json_cell(value.get(self.label_column), row, number),
             )
-        missing = [c for c, found in seen.items() if not found]
-        if missing and row:
-            self._error("missing_column", f"field(s) {', '.join(missing)} in no row")
+        missing = [c for c in (self.text_column, self.label_column) if c not in keys]
+        if missing and row and len(keys) < MAX_KEYS_LISTED:
+            found = ", ".join(keys) or "none"
+            self._error(
+                "missing_column", f"column(s) {', '.join(missing)} not found (columns: {found})"
+            )
 
     def _json_cell(self, value: object, row: int, line: int) -> str | None:
         if isinstance(value, list | dict):
@@ -291,7 +322,9 @@ class RecordReader:
         missing = [c for c in (self.text_column, self.label_column) if c not in names]
         if missing:
             found = ", ".join(names) or "none"
-            self._error("missing_column", f"column(s) {', '.join(missing)} not found ({found})")
+            self._error(
+                "missing_column", f"column(s) {', '.join(missing)} not found (columns: {found})"
+            )
             return
         row = 0
         columns = [self.text_column, self.label_column]
@@ -303,10 +336,3 @@ class RecordReader:
                     yield Record(row, row + 1, cell_to_text(text), cell_to_text(label))
         except (pa.ArrowException, ValueError, OSError) as err:
             self._error("parse", f"cannot be parsed after row {row} ({err})", row=row + 1)
-
-
-def file_size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
