@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: help setup demo run-local logs-local db-list test test-v lint bench mlflow-ui clean \
-	serve predict-health predict-text predict-positive predict-negative start-services stop-services \
+	serve predict-health predict-text predict-positive predict-negative start-services stop-services ui \
 	monitoring
 
 help: ## this list
@@ -59,8 +59,13 @@ predict-positive: ## classify a clearly positive sentence
 predict-negative: ## classify a clearly negative sentence
 	$(BIN)/loralab client predict "Broke after two days and support never answered. Avoid."
 
-start-services: setup ## Redis (if none runs), MLflow server, a worker and the API (:8080)
+start-services: setup ## Redis (if none runs), MLflow server, a worker, the API (:8080) and the web UI (:8501)
 	deploy/local/services.sh start
+
+ui: setup ## web UI on http://127.0.0.1:8501 (needs the API: make start-services, or API=URL)
+	$(BIN)/streamlit run src/loralab/entrypoints/ui/app.py --server.address 127.0.0.1 \
+		--server.port 8501 --server.headless true --browser.gatherUsageStats false \
+		-- --api-url $(or $(API),http://127.0.0.1:8080)
 
 stop-services: ## stop what start-services started
 	deploy/local/services.sh stop

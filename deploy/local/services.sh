@@ -9,6 +9,7 @@ RUN=results/services
 REDIS_PORT=${REDIS_PORT:-6379}
 MLFLOW_PORT=${MLFLOW_PORT:-5000}
 API_PORT=${API_PORT:-8080}
+UI_PORT=${UI_PORT:-8501}
 mkdir -p "$RUN"
 
 export LORALAB_MLFLOW__TRACKING_URI=${LORALAB_MLFLOW__TRACKING_URI:-http://127.0.0.1:$MLFLOW_PORT}
@@ -52,12 +53,17 @@ start() {
     --concurrency 1 --loglevel INFO
   start_one api $BIN/uvicorn loralab.entrypoints.api.main:app --host 127.0.0.1 --port "$API_PORT"
   wait_for api "curl -sf http://127.0.0.1:$API_PORT/health"
+  start_one ui $BIN/streamlit run src/loralab/entrypoints/ui/app.py --server.address 127.0.0.1 \
+    --server.port "$UI_PORT" --server.headless true --browser.gatherUsageStats false \
+    -- --api-url "http://127.0.0.1:$API_PORT"
+  wait_for ui "curl -sf http://127.0.0.1:$UI_PORT/_stcore/health"
   echo "API:    http://127.0.0.1:$API_PORT/docs   (first admin: .venv/bin/loralab users create NAME --admin)"
   echo "MLflow: http://127.0.0.1:$MLFLOW_PORT"
+  echo "Web UI: http://127.0.0.1:$UI_PORT"
 }
 
 stop() {
-  for name in api worker mlflow redis; do
+  for name in ui api worker mlflow redis; do
     if running "$name"; then
       kill "$(cat "$RUN/$name.pid")" && echo "  $name stopped"
     fi
@@ -66,7 +72,7 @@ stop() {
 }
 
 status() {
-  for name in redis mlflow worker api; do
+  for name in redis mlflow worker api ui; do
     if running "$name"; then echo "  $name: running (pid $(cat "$RUN/$name.pid"))"; else echo "  $name: not started here"; fi
   done
 }
