@@ -70,38 +70,18 @@ def upload_dataset(
     stream: BinaryIO,
     spec: datasets.DataSpec,
 ) -> dict[str, Any]:
-    """Validate and register an uploaded file as a new version of ``name`` owned by ``actor``."""
-    try:
-        suffix = _suffix(filename)
-        with _spooled(
-            stream, suffix, settings.dataset_store_dir, settings.api.max_upload_bytes
-        ) as path:
-            registration = datasets.register_dataset(
-                settings, name, path, user=actor.username, spec=spec
-            )
-    except (InvalidInput, PayloadTooLarge) as err:
-        _audit(db, audit, actor, ctx, f"{name}", "failed", {"error": str(err)[:500]})
-        raise
+    """Validate and register an uploaded file as a new version of ``name`` owned by ``actor``.
+
+    Three phases: spool and register the file (a refused file is audited as failed), record
+    who owns a new version, and audit the upload in the same transaction as the ownership.
+    """
+    registration = _spool_and_register(
+        settings, db, audit, actor, ctx, name=name, filename=filename, stream=stream, spec=spec
+    )
     version = registration.version
     with db.session() as session:
-        owner = _owner(session, version)
-        # an upload that matches an existing version never changes who owns it: a shared
-        # (CLI-registered) version stays shared, and another user's stays theirs
-        refused = owner is not None and owner != actor.id and not actor.is_admin
-        if registration.created:
-            session.add(
-                DatasetRecord(
-                    name=version.name,
-                    version=version.version,
-                    fingerprint=version.fingerprint,
-                    owner_id=actor.id,
-                )
-            )
-        detail = {"rows": version.rows, "created": registration.created}
-        audit.record_by(
-            session, actor, ctx, action="dataset.upload", outcome="denied" if refused else
-            "allowed", target=version.ref, detail=detail,
-        )  # fmt: skip
+        refused = _record_ownership(session, actor, registration)
+        _audit_upload(session, audit, actor, ctx, registration, refused)
     if refused:
         raise Conflict(
             f"name: {name} already has this content as a version you cannot use; "
@@ -112,6 +92,69 @@ def upload_dataset(
         "created": registration.created,
         "warnings": registration.report.warning_count,
     }
+
+
+def _spool_and_register(
+    settings: Settings,
+    db: Database,
+    audit: AuditLog,
+    actor: Actor,
+    ctx: RequestContext,
+    *,
+    name: str,
+    filename: str,
+    stream: BinaryIO,
+    spec: datasets.DataSpec,
+) -> datasets.Registration:
+    """Stream the upload to a private temporary file (removed afterwards) and register it; a
+    refused file (bad type, too large, invalid data) is audited as failed and re-raised."""
+    try:
+        suffix = _suffix(filename)
+        limit = settings.api.max_upload_bytes
+        with _spooled(stream, suffix, settings.dataset_store_dir, limit) as path:
+            return datasets.register_dataset(settings, name, path, user=actor.username, spec=spec)
+    except (InvalidInput, PayloadTooLarge) as err:
+        _audit(db, audit, actor, ctx, f"{name}", "failed", {"error": str(err)[:500]})
+        raise
+
+
+def _record_ownership(session: Any, actor: Actor, registration: datasets.Registration) -> bool:
+    """Make ``actor`` the owner of a newly created version; True when the upload is refused.
+
+    Content that is already a version never changes owner: a shared (CLI-registered) version
+    stays shared, and another user's stays theirs (refused unless the actor is an admin).
+    """
+    version = registration.version
+    owner = _owner(session, version)
+    refused = owner is not None and owner != actor.id and not actor.is_admin
+    if registration.created:
+        session.add(
+            DatasetRecord(
+                name=version.name,
+                version=version.version,
+                fingerprint=version.fingerprint,
+                owner_id=actor.id,
+            )
+        )
+    return refused
+
+
+def _audit_upload(
+    session: Any,
+    audit: AuditLog,
+    actor: Actor,
+    ctx: RequestContext,
+    registration: datasets.Registration,
+    refused: bool,
+) -> None:
+    """The upload's audit record, in the caller's transaction (with the ownership it records)."""
+    version = registration.version
+    detail = {"rows": version.rows, "created": registration.created}
+    outcome = "denied" if refused else "allowed"
+    audit.record_by(
+        session, actor, ctx, action="dataset.upload", outcome=outcome, target=version.ref,
+        detail=detail,
+    )  # fmt: skip
 
 
 def _owner(session: Any, version: DatasetVersion) -> int | None:

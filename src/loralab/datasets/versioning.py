@@ -32,6 +32,7 @@ from loralab.training.files import atomic_write_json, file_lock
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 VERSION_PATTERN = re.compile(r"^(latest|v[0-9]{1,9}|[0-9a-f]{6,64})$")
+PLAIN_NUMBER = re.compile(r"^[0-9]{1,5}$")  # shorter than any fingerprint prefix (6+)
 CANONICAL_TEXT, CANONICAL_LABEL = "text", "label"
 
 
@@ -55,14 +56,22 @@ class DatasetRef:
 
 
 def parse_ref(text: str) -> DatasetRef:
-    """``NAME@VERSION`` (VERSION: ``latest``, ``v3`` or a fingerprint prefix of 6+ hex digits)."""
+    """``NAME@VERSION``: VERSION is ``latest``, ``v3``, ``3`` or a fingerprint prefix.
+
+    A plain number of one to five digits is a version (``reviews@3`` is ``reviews@v3``, as model
+    versions are typed); six or more hex digits, digits only included, are a fingerprint prefix
+    (a fingerprint prefix is never shorter, so the two never overlap; ``v123456`` names such a
+    version).
+    """
     name, sep, version = text.partition("@")
     if not sep:
         raise InvalidInput(f"{text!r}: expected NAME@VERSION (e.g. reviews@v2 or reviews@latest)")
     check_name(name)
+    if PLAIN_NUMBER.fullmatch(version):
+        version = f"v{int(version)}"
     if not VERSION_PATTERN.fullmatch(version):
         raise InvalidInput(
-            f"{text!r}: version {version!r} is not 'latest', 'vN' or a fingerprint prefix"
+            f"{text!r}: version {version!r} is not 'latest', 'vN', 'N' or a fingerprint prefix"
         )
     return DatasetRef(name, version)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -160,3 +161,26 @@ def test_store_copy_is_read_only(tmp_path: Path) -> None:
     mode = (settings.dataset_store_dir / version.path).stat().st_mode & 0o777
     assert mode == 0o444
     assert DatasetStore(settings.dataset_store_dir).names() == ["demo"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "version"),
+    [("demo@3", "v3"), ("demo@007", "v7"), ("demo@99999", "v99999"), ("demo@v3", "v3")],
+)
+def test_a_plain_number_is_a_version(ref: str, version: str) -> None:
+    assert parse_ref(ref).version == version
+
+
+def test_six_or_more_digits_are_a_fingerprint_prefix(tmp_path: Path) -> None:
+    assert parse_ref("demo@123456").version == "123456"
+    settings = settings_for(tmp_path)
+    first = register(settings, write_csv(tmp_path / "a.csv", ROWS)).version
+    second = register(settings, write_csv(tmp_path / "b.csv", ROWS[:-1])).version
+    assert service.show_version(settings, "demo@2").fingerprint == second.fingerprint
+    assert service.show_version(settings, "demo@1").fingerprint == first.fingerprint
+    store = service.store_for(settings)
+    digits = "1234567" + first.fingerprint[7:]  # a fingerprint that starts with digits only
+    store._write_record("demo", [dataclasses.replace(first, fingerprint=digits), second])
+    assert service.show_version(settings, "demo@1234567").version == "v1"
+    with pytest.raises(NotFound):
+        service.show_version(settings, "demo@3")
