@@ -126,3 +126,47 @@ def test_training_refuses_invalid_data_before_anything_is_written(
     assert not (env / "tiny").exists()
     with pytest.raises(NotFound):
         service.train(settings, config.model_copy(update={"train_file": "nothing@latest"}))
+
+
+LONG = "customer-reviews-of-feature-films-collected-2024-q4"  # 51 characters
+
+
+def test_identifiers_are_never_cut_at_80_columns(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loralab.entrypoints.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 80)
+    rows = make_rows(30)
+    assert invoke("register", LONG, str(write_csv(tmp_path / "v1.csv", rows))).exit_code == 0
+    rows[3] = (rows[3][0], "negative" if rows[3][1] == "positive" else "positive")
+    assert invoke("register", LONG, str(write_csv(tmp_path / "v2.csv", rows))).exit_code == 0
+    versions = json.loads(invoke("versions", LONG, "--json").output)
+    fingerprints = [v["fingerprint"] for v in versions]
+
+    listed = invoke("list")
+    assert listed.exit_code == 0 and f"{LONG}@v2" in listed.output, listed.output
+    shown = invoke("versions", LONG)
+    assert f"{LONG}@v1" in shown.output and f"{LONG}@v2" in shown.output, shown.output
+    assert all(fp[:12] in shown.output for fp in fingerprints), shown.output
+    assert max(len(line) for line in shown.output.splitlines()) <= 80
+    one = invoke("show", f"{LONG}@2")  # a plain number is a version
+    assert one.exit_code == 0 and f"{LONG}@v2" in one.output
+    assert fingerprints[1] in one.output  # the whole fingerprint, on one line
+    changed = invoke("diff", f"{LONG}@1", f"{LONG}@v2")
+    assert f"{LONG}@v1 -> {LONG}@v2" in changed.output.replace("\n", " "), changed.output
+
+
+def test_list_and_show_commands_print_plain_json(env: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "v1.csv", make_rows(20))
+    assert invoke("register", "reviews", str(path)).exit_code == 0
+    for args in (
+        ("list", "--json"),
+        ("versions", "reviews", "--json"),
+        ("show", "reviews@1", "--json"),
+        ("diff", "reviews@v1", "reviews@latest", "--json"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "\x1b[" not in result.output  # no colour codes
+        json.loads(result.output)

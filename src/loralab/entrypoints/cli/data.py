@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from loralab.entrypoints.cli.common import console, err_console, guard
@@ -18,7 +19,8 @@ from loralab.settings import load_settings
 
 data_app = typer.Typer(
     help="Validate, version and analyse datasets. A dataset is a file (.csv, .tsv, .jsonl, "
-    ".parquet) or a registered NAME@VERSION (NAME@latest, NAME@v2, or a fingerprint prefix).",
+    ".parquet) or a registered NAME@VERSION (NAME@latest, NAME@v2 or NAME@2, or a fingerprint "
+    "prefix of 6+ hex digits).",
     no_args_is_help=True,
 )
 
@@ -173,6 +175,35 @@ def _when(stamp: float) -> str:
     return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
 
 
+def _print_table(
+    title: str, columns: list[tuple[str, str]], rows: list[list[str]], *, keys: int
+) -> None:
+    """A table whose first ``keys`` columns (names, versions, fingerprints: what users type
+    next) are never cut or wrapped; the others fold, and the last ones are dropped while the
+    keys would not fit the terminal. ``columns``: (name, justify) pairs, least important last."""
+    shown = len(columns)
+    while shown > keys + 1 and _needed(columns[:shown], rows, keys) > console.width:
+        shown -= 1
+    table = Table(title=title)
+    for i, (name, justify) in enumerate(columns[:shown]):
+        if i < keys:
+            width = max([len(name), *(len(row[i]) for row in rows)])
+            table.add_column(name, no_wrap=True, min_width=width, justify=justify)  # type: ignore[arg-type]
+        else:
+            table.add_column(name, overflow="fold", justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row[:shown]))
+    console.print(table)
+
+
+def _needed(columns: list[tuple[str, str]], rows: list[list[str]], keys: int) -> int:
+    """Keys at full width, other columns at a few characters, plus borders and padding."""
+    widths = [
+        max([len(name), *(len(row[i]) for row in rows)]) for i, (name, _) in enumerate(columns)
+    ]
+    return sum(w if i < keys else min(w, 6) for i, w in enumerate(widths)) + 3 * len(columns) + 1
+
+
 @data_app.command("list")
 def list_(as_json: JsonFlag = False) -> None:
     """Every registered dataset with its latest version."""
@@ -185,13 +216,17 @@ def list_(as_json: JsonFlag = False) -> None:
     if not found:
         console.print("no datasets registered yet: loralab data register NAME FILE")
         return
-    table = Table(title="registered datasets (latest versions)")
-    for column in ("dataset", "rows", "labels", "registered by", "at"):
-        table.add_column(column, overflow="fold")
-    for v in found:
-        labels = ", ".join(f"{k}: {n}" for k, n in v.label_counts.items())
-        table.add_row(v.ref, str(v.rows), labels, v.registered_by, _when(v.registered_at))
-    console.print(table)
+    columns = [("dataset", "left"), ("rows", "right"), ("labels", "left")]
+    columns += [("registered by", "left"), ("at", "left")]
+    rows = [
+        [v.ref, str(v.rows), _labels(v.label_counts), v.registered_by, _when(v.registered_at)]
+        for v in found
+    ]
+    _print_table("registered datasets (latest versions)", columns, rows, keys=1)
+
+
+def _labels(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {n}" for k, n in counts.items())
 
 
 @data_app.command()
@@ -206,21 +241,21 @@ def versions(
     if as_json:
         _print_json([{k: v for k, v in x.to_dict().items() if k != "report"} for x in found])
         return
-    table = Table(title=f"dataset {name}")
-    for column in ("version", "fingerprint", "rows", "labels", "registered by", "at", "source"):
-        table.add_column(column, overflow="fold")
-    for v in found:
-        labels = ", ".join(f"{k}: {n}" for k, n in v.label_counts.items())
-        table.add_row(
-            v.version,
+    columns = [("version", "left"), ("fingerprint", "left"), ("rows", "right")]
+    columns += [("labels", "left"), ("registered by", "left"), ("at", "left"), ("source", "left")]
+    rows = [
+        [
+            v.ref,
             v.fingerprint[:12],
             str(v.rows),
-            labels,
+            _labels(v.label_counts),
             v.registered_by,
             _when(v.registered_at),
             v.source,
-        )
-    console.print(table)
+        ]
+        for v in found
+    ]
+    _print_table(f"dataset {name}", columns, rows, keys=2)
 
 
 @data_app.command()
@@ -238,9 +273,9 @@ def show(
             {**version.to_dict(), "file": str(service.store_for(settings).file_of(version))}
         )
         return
-    table = Table(title=version.ref, show_header=False)
-    table.add_column("field")
-    table.add_column("value", overflow="fold")
+    # one "field: value" line each, never a table cell: the terminal wraps a long value but
+    # nothing is cut, so the full fingerprint and path can be copied at any width
+    console.print(f"[bold]{escape(version.ref)}[/bold]", soft_wrap=True)
     report = version.report
     for field, value in (
         ("fingerprint", version.fingerprint),
@@ -253,8 +288,7 @@ def show(
         ("stored copy", service.store_for(settings).file_of(version)),
         ("validation", f"{report.get('status')}: {report.get('counts')}"),
     ):
-        table.add_row(field, str(value))
-    console.print(table)
+        console.print(f"{field}: {escape(str(value))}", soft_wrap=True, highlight=False)
 
 
 @data_app.command()
@@ -273,21 +307,24 @@ def diff(
         return
     console.print(
         f"{result.old} -> {result.new}: {result.added} added, {result.removed} removed, "
-        f"{result.relabelled} relabelled, {result.unchanged} unchanged"
+        f"{result.relabelled} relabelled, {result.unchanged} unchanged",
+        soft_wrap=True,
     )
     if not result.changes:
         return
-    table = Table(title=f"changed rows (first {limit})")
-    for column in ("change", "row before", "row after", "label", "text"):
-        table.add_column(column, overflow="fold")
-    for c in result.changes[:limit]:
-        label = (
-            f"{c.label_old} -> {c.label_new}"
-            if c.kind == "relabelled"
-            else c.label_new or c.label_old or ""
-        )
-        table.add_row(c.kind, str(c.row_old or "-"), str(c.row_new or "-"), label, c.text[:200])
-    console.print(table)
+    columns = [("change", "left"), ("row before", "right"), ("row after", "right")]
+    columns += [("label", "left"), ("text", "left")]
+    rows = [
+        [c.kind, str(c.row_old or "-"), str(c.row_new or "-"), _change_label(c), c.text[:200]]
+        for c in result.changes[:limit]
+    ]
+    _print_table(f"changed rows (first {limit})", columns, rows, keys=0)
+
+
+def _change_label(change: Any) -> str:
+    if change.kind == "relabelled":
+        return f"{change.label_old} -> {change.label_new}"
+    return str(change.label_new or change.label_old or "")
 
 
 @data_app.command()
