@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from tests.unit.adapters.test_migrate import schema_diffs
+from tests.unit.infra.test_migrate import schema_diffs
 
 from loralab.infra.migrate import current_revision
 
