@@ -8,6 +8,7 @@ Nothing else in loralab reads ``os.environ``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -217,6 +218,17 @@ class ObservabilitySettings(BaseModel):
     )
 
 
+class LogSettings(BaseModel):
+    format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one JSON object per line; text: readable lines; auto: json inside a "
+        "container (/.dockerenv, /run/.containerenv or a Kubernetes service account), else text.",
+    )
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level logged by loralab's processes."
+    )
+
+
 class Settings(BaseSettings):
     """All runtime settings of loralab (not experiment settings: those live in TrainConfig)."""
 
@@ -234,6 +246,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @property
     def dataset_store_dir(self) -> Path:

@@ -9,6 +9,8 @@ exported by one of the three processes.
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import subprocess
 import threading
@@ -41,7 +43,8 @@ from tests.unit.observability.monitoring import (
 )
 
 from loralab.entrypoints.api.app import create_app
-from loralab.settings import Settings
+from loralab.observability.logs import configure_logging
+from loralab.settings import LogSettings, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,12 +75,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     build_tiny_bert(models / "nan-bert", nan_weights=True)
     redis = RedisServer(tmp / "redis")
     redis.start()
-    settings = Settings(
-        storage={"results_dir": tmp / "results", "models_dir": models},
-        registry={"card_dir": tmp / "cards"},
-        queue={"broker_url": redis.url},
-        db={"url": f"sqlite:///{tmp / 'platform.db'}"},
-        auth={"secret_key": SECRET},
+    settings = Settings.model_validate(
+        dict(
+            storage={"results_dir": tmp / "results", "models_dir": models},
+            registry={"card_dir": tmp / "cards"},
+            queue={"broker_url": redis.url},
+            db={"url": f"sqlite:///{tmp / 'platform.db'}"},
+            auth={"secret_key": SECRET},
+        )
     )
     app = create_app(settings)
     app.state.services.users.create_user("alice", PASSWORD, "user")
@@ -90,6 +95,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         cards=tmp / "cards",
         LORALAB_AUTH__SECRET_KEY=SECRET,
         LORALAB_OBSERVABILITY__WORKER_METRICS_PORT=str(worker_port),
+        LORALAB_LOG__FORMAT="json",
+    )
+    api_log = (tmp / "api.log").open("w")
+    handler = configure_logging(
+        settings.model_copy(update={"log": LogSettings(format="json")}), "api", api_log
     )
     worker = start_worker(env, tmp, tmp / "worker.log")
     port = free_port()
@@ -104,6 +114,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         thread.join(10)
         kill_group(worker)
         redis.kill()
+        logging.getLogger().removeHandler(handler)
+        api_log.close()
 
 
 def train(client: httpx.Client, who: dict[str, str], ref: str, base: str, stack: Stack) -> str:
@@ -269,3 +281,28 @@ def _all_up(api: str, count: int) -> set[str] | None:
     result = _query(api, "up == 1")
     jobs = {r["metric"]["job"] for r in result}
     return jobs if len(jobs) == count else None
+
+
+def test_logs_are_json_lines_with_context_and_never_a_secret(
+    stack: Stack, finished: dict[str, str], serving: str
+) -> None:
+    logs = {name: (stack.tmp / f"{name}.log").read_text() for name in ("api", "worker", "serve")}
+    for name, text in logs.items():
+        assert SECRET not in text and PASSWORD not in text, name
+    records = {name: _json_lines(text) for name, text in logs.items()}
+    worker = [r for r in records["worker"] if r.get("logger", "").startswith("loralab")]
+    assert worker and all(r["service"] == "worker" for r in worker)
+    ended = [r for r in worker if r["job_id"] and " succeeded" in r["message"]]
+    assert ended and ended[0]["attempt"] == 1, worker[-5:]
+    assert any(r["request_id"] for r in records["api"]), records["api"][-5:]
+    assert any(r["logger"] == "uvicorn.error" for r in records["serve"])  # uvicorn's lines too
+    assert all(r["service"] == "serve" for r in records["serve"])
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines (Celery's start-up banner and tracebacks are not records)."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found

@@ -22,6 +22,7 @@ from sqlalchemy import func, or_, select, update
 from loralab.errors import LoralabError
 from loralab.infra.db import Database, Job, User, utcnow
 from loralab.jobs import states
+from loralab.observability.logs import bind_job
 from loralab.observability.reasons import WORKER_LOST, failure_reason
 from loralab.settings import QueueSettings, Settings
 from loralab.training.checkpoints import last_complete
@@ -209,6 +210,7 @@ def execute_job(db: Database, settings: Settings, job_id: str, worker: str) -> N
     if claim is None:
         log.info("job %s: not claimed by %s (finished or leased elsewhere)", job_id, worker)
         return
+    bind_job(job_id, claim.attempts)  # log lines of this delivery name the job and attempt
     limit = settings.queue.max_attempts
     if claim.attempts > limit:
         gave_up = Outcome(states.FAILED, GAVE_UP.format(n=limit), {"failure_reason": WORKER_LOST})

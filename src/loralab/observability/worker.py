@@ -142,6 +142,30 @@ def serve_worker_metrics(settings: Settings, hostname: str, stop: threading.Even
     return port
 
 
+def install_worker_observability(app: Any, settings: Settings) -> None:
+    """Metrics endpoint and log context (job id on every line of a task) for ``app``'s worker."""
+    install_worker_metrics(app, settings)
+    install_job_log_context(app)
+
+
+def install_job_log_context(app: Any) -> None:
+    """Each task's log lines carry its job id (the attempt is added once the job is claimed)."""
+    from celery.signals import task_postrun, task_prerun
+
+    from loralab.observability.logs import bind_job
+
+    def on_start(sender: Any = None, args: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", app) is app and args:
+            bind_job(str(args[0]))
+
+    def on_end(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", app) is app:
+            bind_job(None)
+
+    task_prerun.connect(on_start, weak=False)
+    task_postrun.connect(on_end, weak=False)
+
+
 def install_worker_metrics(app: Any, settings: Settings) -> None:
     """When ``app``'s worker is ready (its main process), serve its metrics."""
     from celery.signals import worker_ready, worker_shutting_down

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -27,7 +28,9 @@ def db(sqlite_db_url: str) -> Database:
     return database
 
 
-def add_job(db: Database, queue: str, state: str, seconds: float | None = None, **extra: object):
+def add_job(
+    db: Database, queue: str, state: str, seconds: float | None = None, **extra: Any
+) -> None:
     started = T0 if seconds is not None or state in ("training",) else None
     finished = T0 + timedelta(seconds=seconds) if seconds is not None else None
     with db.session() as session:

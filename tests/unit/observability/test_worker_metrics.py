@@ -66,7 +66,9 @@ def free_port() -> int:
 
 def test_worker_endpoint_serves_heartbeat_and_system_metrics(sqlite_db_url: str) -> None:
     port = free_port()
-    settings = Settings(db={"url": sqlite_db_url}, observability={"worker_metrics_port": port})
+    settings = Settings.model_validate(
+        dict(db={"url": sqlite_db_url}, observability={"worker_metrics_port": port})
+    )
     stop = threading.Event()
     try:
         assert serve_worker_metrics(settings, "celery@test", stop) == port
@@ -86,5 +88,7 @@ def test_worker_endpoint_serves_heartbeat_and_system_metrics(sqlite_db_url: str)
 
 
 def test_port_zero_serves_nothing(sqlite_db_url: str) -> None:
-    settings = Settings(db={"url": sqlite_db_url}, observability={"worker_metrics_port": 0})
+    settings = Settings.model_validate(
+        dict(db={"url": sqlite_db_url}, observability={"worker_metrics_port": 0})
+    )
     assert serve_worker_metrics(settings, "celery@x", threading.Event()) is None

@@ -7,6 +7,9 @@ with ``create_app(settings)``.
 from __future__ import annotations
 
 from loralab.entrypoints.api.app import create_app
+from loralab.observability.logs import configure_logging
 from loralab.settings import load_settings
 
-app = create_app(load_settings())
+settings = load_settings()
+configure_logging(settings, "api")
+app = create_app(settings)

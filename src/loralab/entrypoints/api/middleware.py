@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from loralab.observability.logs import bind_request
 from loralab.observability.metrics import CONTENT_TYPE, Metrics
 
 REQUEST_ID = "X-Request-ID"
@@ -40,6 +41,7 @@ def install_common(app: FastAPI, metrics: Metrics, max_body_bytes: int) -> None:
     ) -> Response:
         incoming = request.headers.get(REQUEST_ID, "")
         request.state.request_id = incoming if REQUEST_ID_FORM.match(incoming) else uuid.uuid4().hex
+        bind_request(request.state.request_id)  # every log line of this request carries it
         length = request.headers.get("content-length")
         response: Response
         if length is not None and not length.isdigit():

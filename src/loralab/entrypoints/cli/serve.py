@@ -42,10 +42,13 @@ def serve(
             err_console.print("[bold red]error:[/bold red] --mode: use adapters or merged")
             raise typer.Exit(2)
         settings.serving.mode = mode
+    from loralab.observability.logs import configure_logging
+
+    configure_logging(settings, "serve")
     app = guard(lambda: create_serving_app(settings, model=model, experiment=experiment))
     bind, at = host or settings.serving.host, port or settings.serving.port
     console.print(f"[bold]loralab serve[/bold] on http://{bind}:{at}  (docs: /docs)")
-    uvicorn.run(app, host=bind, port=at, log_level="info", access_log=False)
+    uvicorn.run(app, host=bind, port=at, log_level="info", access_log=False, log_config=None)
 
 
 def _url(url: str | None) -> str:

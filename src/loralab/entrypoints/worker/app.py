@@ -58,9 +58,9 @@ def create_celery(settings: Settings) -> Celery:
 
     _connect_migration(app, settings)
     _connect_recovery(app, settings)
-    from loralab.observability.worker import install_worker_metrics
+    from loralab.observability.worker import install_worker_observability
 
-    install_worker_metrics(app, settings)
+    install_worker_observability(app, settings)
     return app
 
 
