@@ -8,14 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.unit.registry.stage_store_contract import StageStoreContract, StageSubject, card_for
 from typer.testing import CliRunner
 
 from loralab.entrypoints.cli.models import models_app
 from loralab.experiments import service as experiments
 from loralab.infra.model_registry import STAGE_TAG, MlflowModelRegistry
-from loralab.registry.cards import Stage
+from loralab.registry.cards import Stage, validate_card
 from loralab.registry.embeddings import MiniLMEmbedder
+from loralab.registry.mlflow_stages import MlflowStageStore
 from loralab.registry.service import RegistryService
+from loralab.registry.store import CardStore
 from loralab.settings import RegistrySettings, Settings, StorageSettings
 from loralab.training import TrainConfig
 from loralab.training.runs import read_state
@@ -202,3 +205,37 @@ def test_failed_registration_keeps_the_run(
     assert result.status == "succeeded"
     state = read_state(result.run)
     assert "registered_model" not in state and state["registration_error"]
+
+
+@pytest.fixture(scope="module")
+def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowModelRegistry, str]:
+    """A throwaway MLflow SQLite store with one run to register versions from."""
+    tmp = tmp_path_factory.mktemp("stage-contract")
+    registry = MlflowModelRegistry(f"sqlite:///{tmp / 'mlflow.db'}")
+    experiment = registry.client.create_experiment(
+        "contract", artifact_location=(tmp / "artifacts").as_uri()
+    )
+    return registry, registry.client.create_run(experiment).info.run_id
+
+
+class TestMlflowStageStoreOnSqlite(StageStoreContract):
+    """The stage store contract on a real MLflow registry (aliases, tags) and a card folder."""
+
+    @pytest.fixture()
+    def subject(
+        self, sqlite_registry: tuple[MlflowModelRegistry, str], tmp_path: Path
+    ) -> StageSubject:
+        registry, run_id = sqlite_registry
+        root = tmp_path / "cards"
+
+        def new_version(name: str) -> str:
+            version = registry.register(name, run_id)
+            CardStore(root).write(validate_card(card_for(name, version)))
+            return version
+
+        return StageSubject(
+            MlflowStageStore(registry, CardStore(root)),
+            new_version,
+            another=lambda: MlflowStageStore(registry, CardStore(root)),
+            model=f"contract-{tmp_path.name}".replace("_", "-")[:90],
+        )

@@ -147,8 +147,15 @@ def validate_card_json(data: bytes | str) -> ModelCard:
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
-    """``NAME@VERSION`` -> (name, version); InvalidInput otherwise."""
-    match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]{0,99})@([1-9][0-9]{0,8})", ref or "")
+    """``NAME@VERSION`` -> (name, version); ``NAME@vVERSION`` is read the same way (the style of
+    dataset versions), so ``sentiment@v3`` -> ("sentiment", "3"). InvalidInput otherwise."""
+    match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]{0,99})@[vV]?([1-9][0-9]{0,8})", ref or "")
     if match is None:
         raise InvalidInput(f"give a model version as NAME@VERSION (e.g. sentiment@3), not {ref!r}")
     return match.group(1), match.group(2)
+
+
+def version_number(tag: str) -> str | None:
+    """``3`` or ``v3`` -> ``"3"``; None for anything else (an alias such as ``production``)."""
+    match = re.fullmatch(r"[vV]?([1-9][0-9]{0,8})", tag)
+    return match.group(1) if match else None

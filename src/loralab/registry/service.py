@@ -1,8 +1,9 @@
 """Model registry service: register, show, search, recommend, transition, history, reconcile.
 
-The CLI calls it today; the API (``GET /models/search``, ``POST /models/recommend``,
-``POST /models/transition``) calls the same methods later. Stages live in MLflow (version tag
-``loralab.stage`` + ``production`` alias); the card folder mirrors them.
+The CLI (``loralab models ...``) and the API (``GET /models/search``, ``POST /models/recommend``,
+``POST /models/transition``) call the same methods. Stages are read and changed only through a
+:class:`~loralab.registry.stages.StageStore` (by default MLflow aliases + version tags, mirrored
+in the card folder: ``registry.mlflow_stages``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from loralab.errors import Conflict, InvalidInput, NotFound
 from loralab.registry.cards import (
+    EMBEDDING_DIM,
     DatasetRef,
     ModelCard,
     Stage,
@@ -27,28 +29,16 @@ from loralab.registry.cards import (
 )
 from loralab.registry.embeddings import Embedder, MiniLMEmbedder
 from loralab.registry.search import CardIndex, Page, SearchQuery, check_limit
-from loralab.registry.stages import check_transition
+from loralab.registry.stages import Change, StageChange, StageStore, check_transition
 from loralab.registry.store import CardStore
 from loralab.settings import Settings
 
+if TYPE_CHECKING:
+    from loralab.registry.mlflow_stages import ModelRegistry
+
+__all__ = ["Change", "RegistryService", "Recommendation", "Recommendations", "TransitionResult"]
+
 MAX_QUERY_CHARS = 1000
-PRODUCTION_ALIAS = "production"
-STAGING_ALIAS = "staging"
-
-
-class ModelRegistry(Protocol):
-    """What the service needs of MLflow (real: adapters.model_registry.MlflowModelRegistry)."""
-
-    def register(self, name: str, run_id: str, artifact: str = "adapter") -> str: ...
-    def get_version(self, name: str, version: str) -> Any:
-        """An object with version, run_id, stage (the loralab.stage tag), aliases; or None."""
-
-    def versions(self, name: str) -> list[Any]: ...
-    def alias_target(self, name: str, alias: str) -> str | None: ...
-    def set_alias(self, name: str, alias: str, version: str) -> None: ...
-    def delete_alias(self, name: str, alias: str) -> None: ...
-    def set_stage_tag(self, name: str, version: str, stage: str) -> None: ...
-    def log_card(self, run_id: str, path: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -59,10 +49,13 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
-class DatasetRecommendation:
+class Recommendations:
+    """Ranked models; for a dataset question also the training settings of the best run on the
+    top match's data (``starting_point``) and which version they come from."""
+
     results: list[Recommendation]
-    starting_point: dict[str, Any] | None  # training settings of the best run on that data
-    starting_point_from: str | None
+    starting_point: dict[str, Any] | None = None
+    starting_point_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,14 +64,6 @@ class TransitionResult:
     from_stage: str | None
     to_stage: str
     archived: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Change:
-    ref: str
-    what: str
-    old: str | None
-    new: str | None
 
 
 def check_query_text(text: str) -> str:
@@ -107,11 +92,13 @@ class RegistryService:
         settings: Settings,
         registry: ModelRegistry | None = None,
         embedder: Embedder | None = None,
+        stage_store: StageStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = CardStore(settings.registry_card_dir)
         self._registry = registry
         self._embedder = embedder
+        self._stage_store = stage_store
         self._index: CardIndex | None = None
         self._stamp: int | None = None
         self._index_lock = threading.Lock()
@@ -124,6 +111,15 @@ class RegistryService:
 
             self._registry = MlflowModelRegistry.from_settings(self.settings)
         return self._registry
+
+    @property
+    def stage_store(self) -> StageStore:
+        """The one place stages are read and changed (MLflow + card mirrors unless given)."""
+        if self._stage_store is None:
+            from loralab.registry.mlflow_stages import MlflowStageStore
+
+            self._stage_store = MlflowStageStore(lambda: self.registry, self.store)
+        return self._stage_store
 
     @property
     def embedder(self) -> Embedder:
@@ -162,40 +158,50 @@ class RegistryService:
         description: str = "",
         tags: dict[str, str] | None = None,
     ) -> ModelCard:
-        """Register a new version (in Staging) from a finished run and write its card."""
-        draft: dict[str, Any] = {
-            "name": name,
-            "version": "1",  # placeholder: the card is checked before MLflow is touched
-            "run_id": run_id,
-            "base_model": base_model,
-            "language": language,
-            "task": task,
-            "description": description
-            or f"LoRA {task} model on {base_model} for labels {', '.join(labels)}",
-            "labels": labels,
-            "metrics": metrics,
-            "tags": tags or {},
-            "dataset": dataset,
-            "lora": lora,
-            "training": training,
-            "created_by": created_by,
-            "created_at": time.time(),
-            "stage": Stage.STAGING.value,
-            "embedding": [1.0] * 384,
-        }
-        checked = validate_card(draft)
-        draft["embedding"] = self.embed_one(card_text(checked)).tolist()
-        validate_card(draft)
-        with self.store.lock(name):
-            version = self.registry.register(name, run_id)
-            draft["version"] = version
-            card = validate_card(draft)
-            self.registry.set_stage_tag(name, version, Stage.STAGING.value)
-            self.registry.set_alias(name, STAGING_ALIAS, version)
-            path = self.store.write(card)
-            self._history(card.name, version, None, Stage.STAGING, created_by, "registered")
-        self.registry.log_card(run_id, path)
+        """Register a new version (in Staging) from a finished run and write its card.
+
+        Bad input fails in the draft, before MLflow is touched; a crash after the MLflow step
+        leaves a version without a card, which ``reconcile`` reports.
+        """
+        draft = _draft_card(
+            {
+                "name": name,
+                "run_id": run_id,
+                "base_model": base_model,
+                "language": language,
+                "task": task,
+                "description": description,
+                "labels": labels,
+                "metrics": metrics,
+                "tags": tags or {},
+                "dataset": dataset,
+                "lora": lora,
+                "training": training,
+                "created_by": created_by,
+            }
+        )
+        embedded = self._embed_card(draft)
+        with self.stage_store.lock(name):
+            version = self._register_version(name, run_id, created_by)
+            card = self._write_card(embedded, version)
+        self.registry.log_card(run_id, self.store.path_of(name, version))
         return card
+
+    def _embed_card(self, draft: ModelCard) -> ModelCard:
+        """The draft with the embedding of its text (a unit vector)."""
+        vector = self.embed_one(card_text(draft)).tolist()
+        return validate_card({**draft.model_dump(), "embedding": vector})
+
+    def _register_version(self, name: str, run_id: str, by: str) -> str:
+        """A new MLflow version of ``name`` from the run, put in Staging; its number."""
+        version = self.registry.register(name, run_id)
+        self.stage_store.set(name, version, Stage.STAGING, by, "registered")
+        return version
+
+    def _write_card(self, card: ModelCard, version: str) -> ModelCard:
+        final = validate_card({**card.model_dump(), "version": version})
+        self.store.write(final)
+        return final
 
     def add_card(self, card: ModelCard | dict[str, Any]) -> ModelCard:
         """Store a ready card (imports, benchmarks, tests); refuses to overwrite one."""
@@ -213,8 +219,9 @@ class RegistryService:
     def search(self, query: SearchQuery) -> Page:
         return self.index().search(query)
 
-    def history(self, name: str) -> list[dict[str, Any]]:
-        entries = self.store.history(name)
+    def history(self, name: str) -> list[StageChange]:
+        """Every stage change of a registered model, oldest first."""
+        entries = self.stage_store.history(name)
         if not entries and not any(c.name == name for c in self.index().cards):
             raise NotFound(f"no registered model {name!r}")
         return entries
@@ -226,6 +233,30 @@ class RegistryService:
         check_limit(limit)
         index = self.index()
         return [(index.cards[i], s) for i, s in index.top_similar(vector, limit, exclude)]
+
+    def recommend(
+        self,
+        *,
+        text: str | None = None,
+        like: str | None = None,
+        dataset: str | None = None,
+        limit: int = 5,
+    ) -> Recommendations:
+        """Models for exactly one question: ``text`` (a need in words), ``like`` (models similar
+        to NAME@VERSION) or ``dataset`` (models trained on the data most like a registered
+        dataset NAME@VERSION, with a starting configuration)."""
+        asked = {"text": text, "like": like, "dataset": dataset}
+        given = [key for key, value in asked.items() if value is not None]
+        if len(given) != 1:
+            raise InvalidInput(
+                "give exactly one of: text (a need in words), like (NAME@VERSION), "
+                f"dataset (a registered NAME@VERSION); got {', '.join(given) or 'none'}"
+            )
+        if text is not None:
+            return Recommendations(self.recommend_text(text, limit))
+        if like is not None:
+            return Recommendations(self.recommend_similar(like, limit))
+        return self.recommend_for_registered_dataset(str(dataset), limit)
 
     def recommend_similar(self, ref: str, limit: int = 5) -> list[Recommendation]:
         """Models like a given version (by card embedding), the version itself left out."""
@@ -277,7 +308,7 @@ class RegistryService:
         labels: list[str] | None = None,
         fingerprint: str | None = None,
         limit: int = 5,
-    ) -> DatasetRecommendation:
+    ) -> Recommendations:
         """Models trained on the most similar data, and the settings of the best run there.
 
         Score: 1.0 for the same data (fingerprint); otherwise 0.5 x cosine(card, dataset text)
@@ -291,7 +322,7 @@ class RegistryService:
         vector = self.embed_one(text)
         index = self.index()
         if not index.cards:
-            return DatasetRecommendation([], None, None)
+            return Recommendations([], None, None)
         cosines = index.scores(vector)
         scored: list[tuple[float, int, list[str]]] = []
         for i, card in enumerate(index.cards):
@@ -314,9 +345,9 @@ class RegistryService:
         results = [Recommendation(index.cards[i], round(s, 4), r) for s, i, r in scored[:limit]]
         best = self._best_on_same_data(index.cards[scored[0][1]], index.cards)
         start = {"lora": best.lora.model_dump(), **best.training} if best else None
-        return DatasetRecommendation(results, start, best.ref if best else None)
+        return Recommendations(results, start, best.ref if best else None)
 
-    def recommend_for_registered_dataset(self, ref: str, limit: int = 5) -> DatasetRecommendation:
+    def recommend_for_registered_dataset(self, ref: str, limit: int = 5) -> Recommendations:
         """As recommend_for_dataset, for a registered dataset ``NAME@VERSION`` (or NAME@latest)."""
         from loralab.datasets.service import show_version
 
@@ -337,41 +368,47 @@ class RegistryService:
         return max(group, key=lambda c: (c.metrics.get(metric, float("-inf")), c.created_at))
 
     # -- stages ---------------------------------------------------------------------------
-    def _registry_stage(self, name: str, version: str, production: str | None) -> Stage | None:
-        if production == version:
-            return Stage.PRODUCTION
-        found = self.registry.get_version(name, version)
-        if found is None:
-            raise NotFound(f"{name}@{version} is not in the MLflow model registry")
-        if found.stage is None:
-            return None
-        stage = parse_stage(found.stage)
-        # a Production tag without the alias is stale: the alias is the truth
-        return Stage.ARCHIVED if stage is Stage.PRODUCTION else stage
-
-    def _history(
+    def transition(
         self,
-        name: str,
-        version: str,
-        old: Stage | None,
-        new: Stage,
+        ref: str,
+        stage: str,
         user: str,
-        reason: str,
-    ) -> None:
-        self.store.append_history(
-            name,
-            {
-                "model": name,
-                "version": version,
-                "from": old.value if old else None,
-                "to": new.value,
-                "by": user,
-                "at": time.time(),
-                "reason": reason,
-            },
+        reason: str = "",
+        force: bool = False,
+    ) -> TransitionResult:
+        """Move a version to a stage. Production archives the previous Production.
+
+        Allowed: new -> Staging, Staging -> Production, Staging -> Archived,
+        Production -> Archived, Archived -> Staging. Everything is checked before any change.
+        """
+        name, version = parse_ref(ref)
+        target = parse_stage(stage)
+        if force and not reason.strip():
+            raise InvalidInput("overriding the promotion gate needs a reason")
+        with self.stage_store.lock(name):
+            card = self.store.read(name, version)
+            current = self.stage_store.get(name, version)
+            check_transition(current, target)
+            note = reason.strip()
+            if target is Stage.PRODUCTION:
+                note = self._check_gate(card, force, note)
+            update = self.stage_store.set(name, version, target, user, note)
+        updated = card.model_copy(update={"stage": target})
+        return TransitionResult(
+            updated, current.value if current else None, target.value, update.archived
         )
 
-    def _gate(self, card: ModelCard, current: ModelCard | None, force: bool, reason: str) -> None:
+    def _check_gate(self, card: ModelCard, force: bool, note: str) -> str:
+        """Conflict when the gate refuses ``card`` over the current Production; the history
+        note (marked when ``force`` overrode the gate)."""
+        production = self.stage_store.production(card.name)
+        current = self.store.read(card.name, production) if production else None
+        self._gate(card, current, force)
+        if force and self.settings.registry.promotion_gate and current is not None:
+            return f"gate overridden: {note}"
+        return note
+
+    def _gate(self, card: ModelCard, current: ModelCard | None, force: bool) -> None:
         if current is None or not self.settings.registry.promotion_gate or force:
             return
         same_data = (
@@ -392,103 +429,33 @@ class RegistryService:
                 f"{current.ref} on the same dataset version; override with --force and --reason"
             )
 
-    def transition(
-        self,
-        ref: str,
-        stage: str,
-        user: str,
-        reason: str = "",
-        force: bool = False,
-    ) -> TransitionResult:
-        """Move a version to a stage. Production archives the previous Production.
-
-        Allowed: new -> Staging, Staging -> Production, Staging -> Archived,
-        Production -> Archived, Archived -> Staging. Everything is checked before any change.
-        """
-        name, version = parse_ref(ref)
-        target = parse_stage(stage)
-        if force and not reason.strip():
-            raise InvalidInput("overriding the promotion gate needs a reason")
-        with self.store.lock(name):
-            card = self.store.read(name, version)
-            production = self.registry.alias_target(name, PRODUCTION_ALIAS)
-            current = self._registry_stage(name, version, production)
-            check_transition(current, target)
-            archived: list[str] = []
-            note = reason.strip()
-            if target is Stage.PRODUCTION:
-                old = self.store.read(name, production) if production else None
-                gated = current is not None and self.settings.registry.promotion_gate
-                self._gate(card, old, force, note)
-                if force and gated and old is not None:
-                    note = f"gate overridden: {note}"
-                self.registry.set_alias(name, PRODUCTION_ALIAS, version)
-                self.registry.set_stage_tag(name, version, Stage.PRODUCTION.value)
-                stale = {v.version for v in self.registry.versions(name) if v.stage == "Production"}
-                for other in sorted(({production} | stale) - {None, version}, key=str):
-                    assert other is not None
-                    self._archive(name, other, user, f"replaced by {ref}")
-                    archived.append(f"{name}@{other}")
-            else:
-                self.registry.set_stage_tag(name, version, target.value)
-                if current is Stage.PRODUCTION:
-                    self.registry.delete_alias(name, PRODUCTION_ALIAS)
-            if target is Stage.STAGING:
-                self.registry.set_alias(name, STAGING_ALIAS, version)
-            elif self.registry.alias_target(name, STAGING_ALIAS) == version:
-                self.registry.delete_alias(name, STAGING_ALIAS)
-            updated = card.model_copy(update={"stage": target})
-            self.store.write(updated)
-            self._history(name, version, current, target, user, note)
-        return TransitionResult(updated, current.value if current else None, target.value, archived)
-
-    def _archive(self, name: str, version: str, user: str, reason: str) -> None:
-        self.registry.set_stage_tag(name, version, Stage.ARCHIVED.value)
-        if self.store.exists(name, version):
-            card = self.store.read(name, version)
-            self.store.write(card.model_copy(update={"stage": Stage.ARCHIVED}))
-        self._history(name, version, Stage.PRODUCTION, Stage.ARCHIVED, user, reason)
-
     def reconcile(self, name: str | None = None) -> list[Change]:
-        """Make every card's stage equal the registry's (and drop stale Production tags);
-        report registry versions that have no card and cards the registry does not know."""
+        """Let the stage store repair what drifted (cards, stale tags, aliases) after a crash or
+        a hand edit; report registry versions without a card and cards it does not know."""
         names = sorted({c.name for c in self.store.all_cards()})
         if name is not None:
             if name not in names:
                 raise NotFound(f"no registered model {name!r}")
             names = [name]
-        changes: list[Change] = []
-        for model in names:
-            with self.store.lock(model):
-                production = self.registry.alias_target(model, PRODUCTION_ALIAS)
-                carded = {str(c.version) for c in self.store.all_cards() if c.name == model}
-                for version in self.registry.versions(model):
-                    if str(version.version) not in carded:  # a crash between MLflow and card
-                        changes.append(
-                            Change(f"{model}@{version.version}", "missing card", None, None)
-                        )
-                    if version.stage == "Production" and version.version != production:
-                        self.registry.set_stage_tag(model, version.version, "Archived")
-                        changes.append(
-                            Change(
-                                f"{model}@{version.version}",
-                                "registry tag",
-                                "Production",
-                                "Archived",
-                            )
-                        )
-                for card in [c for c in self.store.all_cards() if c.name == model]:
-                    try:
-                        stage = self._registry_stage(model, card.version, production)
-                    except NotFound:
-                        changes.append(Change(card.ref, "missing in registry", None, None))
-                        continue
-                    if stage is not None and stage is not card.stage:
-                        self.store.write(card.model_copy(update={"stage": stage}))
-                        changes.append(
-                            Change(card.ref, "card stage", card.stage.value, stage.value)
-                        )
-        return changes
+        return [change for model in names for change in self.stage_store.repair(model)]
+
+
+def _draft_card(fields: dict[str, Any]) -> ModelCard:
+    """A checked card in Staging, with a placeholder version and embedding (filled in later)."""
+    description = fields["description"] or (
+        f"LoRA {fields['task']} model on {fields['base_model']} for labels "
+        f"{', '.join(fields['labels'])}"
+    )
+    return validate_card(
+        {
+            **fields,
+            "description": description,
+            "version": "1",
+            "created_at": time.time(),
+            "stage": Stage.STAGING.value,
+            "embedding": [1.0] * EMBEDDING_DIM,
+        }
+    )
 
 
 def dataset_ref(name: str, version: str | None, fingerprint: str | None) -> dict[str, Any]:

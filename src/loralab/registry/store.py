@@ -1,21 +1,16 @@
-"""The card folder: one JSON file per version, a transition history per model, promotion locks.
+"""The card folder: one JSON file per version, ``<card_dir>/<name>@<version>.json``.
 
-Layout: ``<card_dir>/<name>@<version>.json``, ``<card_dir>/history/<name>.jsonl``,
-``<card_dir>/locks/<name>.lock``. Writes are atomic (temp file + rename).
+Writes are atomic (temp file + rename). A card's ``stage`` is written by the stage store
+(``registry.mlflow_stages``), which also keeps the history and the locks in this folder.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from loralab.errors import NotFound
 from loralab.registry.cards import ModelCard, validate_card_json
-from loralab.training.files import atomic_write_text, file_lock
+from loralab.training.files import atomic_write_text
 
 
 class CardStore:
@@ -53,23 +48,3 @@ class CardStore:
             return self.root.stat().st_mtime_ns
         except FileNotFoundError:
             return 0
-
-    def append_history(self, name: str, entry: dict[str, Any]) -> None:
-        path = self.root / "history" / f"{name}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def history(self, name: str) -> list[dict[str, Any]]:
-        path = self.root / "history" / f"{name}.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
-
-    @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """Serialise stage changes of one model across threads and processes."""
-        with file_lock(self.root / "locks" / f"{name}.lock"):
-            yield

@@ -1,10 +1,10 @@
 """Which trained model a request means: ``NAME@production``, ``NAME@staging``, ``NAME@VERSION``
 or a run id, resolved to the run folder that holds its adapter.
 
-Aliases are read from the model cards, which every promotion and archive rewrites under the
-model's lock (the MLflow alias changes in the same step). The card index reloads when the card
-folder changes, so a promotion is seen by the next request, without a restart, and an Archived
-version is never reached through an alias.
+Stages come only from the registry's stage store (``NAME@production`` is the version the
+``production`` alias names). Answers are cached until a card or a stage changes (the store's
+stamp), so a promotion is seen by the next request, without a restart, and an Archived version
+is never reached through an alias.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loralab.errors import InvalidInput, NotFound
-from loralab.registry.cards import ModelCard, Stage
+from loralab.registry.cards import ModelCard, Stage, version_number
 from loralab.registry.service import RegistryService
 from loralab.settings import Settings
 from loralab.training.runs import RunNotFound, RunPaths, find_run, list_runs, read_state
@@ -53,14 +53,19 @@ class ModelResolver:
     def __init__(self, settings: Settings, registry: RegistryService | None = None) -> None:
         self.settings = settings
         self.registry = registry or RegistryService(settings)
-        self._cache: dict[str, tuple[int, ModelHandle]] = {}
+        self._cache: dict[str, tuple[tuple[int, int], ModelHandle]] = {}
+        self._stages: dict[str, tuple[tuple[int, int], dict[str, Stage]]] = {}
+
+    def _stamp(self) -> tuple[int, int]:
+        """Changes whenever a card or a stage changes."""
+        return (self.registry.store.stamp(), self.registry.stage_store.stamp())
 
     def resolve(self, ref: str) -> ModelHandle:
         """``NAME@production`` | ``NAME@staging`` | ``NAME@VERSION`` | a run id (or prefix).
 
-        Answers are cached until the card folder changes (any promotion or archive does).
+        Answers are cached until a card or a stage changes (any promotion or archive does).
         """
-        stamp = self.registry.store.stamp()
+        stamp = self._stamp()
         cached = self._cache.get(ref)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -69,6 +74,18 @@ class ModelResolver:
             self._cache.clear()
         self._cache[ref] = (stamp, handle)
         return handle
+
+    def stages_of(self, name: str) -> dict[str, Stage]:
+        """Version -> stage of a registered model, from the stage store (cached like resolve)."""
+        stamp = self._stamp()
+        cached = self._stages.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        stages = self.registry.stage_store.stages(name)
+        if len(self._stages) > 1024:
+            self._stages.clear()
+        self._stages[name] = (stamp, stages)
+        return stages
 
     def _resolve(self, ref: str) -> ModelHandle:
         ref = ref.strip()
@@ -79,31 +96,35 @@ class ModelResolver:
         if "@" not in ref:
             return self._by_run(ref)
         name, tag = ref.split("@", 1)
-        cards = [c for c in self.registry.index().cards if c.name == name]
+        cards = {c.version: c for c in self.registry.index().cards if c.name == name}
         if not cards:
             raise NotFound(f"no registered model {name!r}")
         card = self._pick(name, tag, cards)
-        return self._handle(card)
+        return self._handle(card, self.stages_of(name).get(card.version))
 
-    def _pick(self, name: str, tag: str, cards: list[ModelCard]) -> ModelCard:
+    def _pick(self, name: str, tag: str, cards: dict[str, ModelCard]) -> ModelCard:
         lowered = tag.lower()
         if lowered in {"production", "staging"}:
+            store = self.registry.stage_store
             stage = Stage.PRODUCTION if lowered == "production" else Stage.STAGING
-            staged = [c for c in cards if c.stage is stage]
-            if not staged:
+            version = store.production(name) if lowered == "production" else store.staging(name)
+            if version is None:
                 raise NotFound(f"{name} has no {stage.value} version")
-            return max(staged, key=lambda c: int(c.version))
+            if version not in cards:
+                raise NotFound(f"{name}@{version} is in {stage.value} but has no model card")
+            return cards[version]
         if lowered == "latest":
-            live = [c for c in cards if c.stage is not Stage.ARCHIVED]
+            stages = self.stages_of(name)
+            live = [v for v in cards if stages.get(v) is not Stage.ARCHIVED]
             if not live:
                 raise NotFound(f"{name} has only archived versions")
-            return max(live, key=lambda c: int(c.version))
-        for card in cards:
-            if card.version == tag:
-                return card
+            return cards[max(live, key=int)]
+        version = version_number(tag)
+        if version is not None and version in cards:
+            return cards[version]
         raise NotFound(f"no version {tag!r} of model {name!r}")
 
-    def _handle(self, card: ModelCard) -> ModelHandle:
+    def _handle(self, card: ModelCard, stage: Stage | None) -> ModelHandle:
         run_id = card.tags.get("loralab.run_id")
         if not run_id:
             raise NotFound(f"{card.ref} has no local run (tag loralab.run_id) to serve from")
@@ -111,7 +132,7 @@ class ModelResolver:
             run = find_run(self.settings.storage.results_dir, run_id)
         except RunNotFound:
             raise NotFound(f"{card.ref}: its run {run_id} is not under the results home") from None
-        return _from_run(run, key=card.ref, stage=card.stage.value)
+        return _from_run(run, key=card.ref, stage=stage.value if stage else None)
 
     def _by_run(self, run_id: str) -> ModelHandle:
         try:
@@ -134,12 +155,15 @@ class ModelResolver:
             cards = [c for c in cards if experiment in {c.name, c.tags.get("experiment")}]
         if not cards:  # nothing registered: an unregistered run is all there is
             return self._best_run(experiment)
-        live = [c for c in cards if c.stage is not Stage.ARCHIVED]
-        if not live:  # never fall back to an archived version
+        newest_first = sorted(cards, key=lambda c: c.created_at, reverse=True)
+        live = (
+            c for c in newest_first if self.stages_of(c.name).get(c.version) is not Stage.ARCHIVED
+        )
+        newest = next(live, None)
+        if newest is None:  # never fall back to an archived version
             raise NotFound("every registered version is archived: promote one to serve it")
-        name = max(live, key=lambda c: c.created_at).name
-        production = [c for c in live if c.name == name and c.stage is Stage.PRODUCTION]
-        return f"{name}@production" if production else f"{name}@latest"
+        production = Stage.PRODUCTION in self.stages_of(newest.name).values()
+        return f"{newest.name}@production" if production else f"{newest.name}@latest"
 
     def _best_run(self, experiment: str | None) -> str:
         runs = [

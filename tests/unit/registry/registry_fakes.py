@@ -1,16 +1,22 @@
-"""Test helpers for the registry: an in-memory MLflow registry and a bag-of-words embedder."""
+"""Test helpers for the registry: an in-memory MLflow registry, an in-memory stage store and a
+bag-of-words embedder."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from loralab.registry.cards import Stage
 from loralab.registry.service import RegistryService
+from loralab.registry.stages import Change, StageChange, StageStore, StageUpdate
 from loralab.settings import RegistrySettings, Settings, StorageSettings
 
 
@@ -78,6 +84,72 @@ class MemoryRegistry:
             repr(self.models),
             repr(sorted(self.aliases.items())),
         )
+
+
+class MemoryStageStore(StageStore):
+    """A stage store in dicts (no MLflow, no files): the unit tests' stand-in for a real one.
+
+    It passes the same contract test as ``MlflowStageStore``; nothing mirrors it, so ``repair``
+    never has anything to do.
+    """
+
+    def __init__(self) -> None:
+        self._stages: dict[str, dict[str, Stage]] = {}
+        self._history: dict[str, list[StageChange]] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self._stamp = 0
+
+    def get(self, name: str, version: str) -> Stage | None:
+        return self._stages.get(name, {}).get(version)
+
+    def stages(self, name: str) -> dict[str, Stage]:
+        return dict(self._stages.get(name, {}))
+
+    def production(self, name: str) -> str | None:
+        return self._newest(name, Stage.PRODUCTION)
+
+    def staging(self, name: str) -> str | None:
+        return self._newest(name, Stage.STAGING)
+
+    def _newest(self, name: str, stage: Stage) -> str | None:
+        found = [int(v) for v, s in self._stages.get(name, {}).items() if s is stage]
+        return str(max(found)) if found else None
+
+    def set(self, name: str, version: str, stage: Stage, by: str, reason: str) -> StageUpdate:
+        with self.lock(name):
+            old = self.get(name, version)
+            archived = []
+            if stage is Stage.PRODUCTION:
+                previous = self.production(name)
+                if previous is not None and previous != version:
+                    self._move(name, previous, Stage.ARCHIVED, by, f"replaced by {name}@{version}")
+                    archived.append(f"{name}@{previous}")
+            self._move(name, version, stage, by, reason)
+        return StageUpdate(old, archived)
+
+    def _move(self, name: str, version: str, stage: Stage, by: str, reason: str) -> None:
+        old = self.get(name, version)
+        self._stages.setdefault(name, {})[version] = stage
+        change = StageChange(name, version, old, stage, by, time.time(), reason)
+        self._history.setdefault(name, []).append(change)
+        self._stamp += 1
+
+    def history(self, name: str) -> list[StageChange]:
+        return list(self._history.get(name, []))
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.RLock())
+        with lock:
+            yield
+
+    def repair(self, name: str) -> list[Change]:
+        return []
+
+    def stamp(self) -> int:
+        return self._stamp
 
 
 def make_settings(tmp_path: Path, **registry: Any) -> Settings:

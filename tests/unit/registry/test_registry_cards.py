@@ -8,7 +8,7 @@ import pytest
 from registry_fakes import card_dict
 
 from loralab.errors import InvalidInput
-from loralab.registry.cards import Stage, parse_ref, parse_stage, validate_card
+from loralab.registry.cards import Stage, parse_ref, parse_stage, validate_card, version_number
 
 
 def test_valid_card_round_trips() -> None:
@@ -61,7 +61,10 @@ def test_bad_stage_names_list_the_three(name: str) -> None:
         parse_stage(name)
 
 
-@pytest.mark.parametrize("ref", ["m", "m@", "m@0", "m@x", "@1", "m@1@2", "a b@1"])
+@pytest.mark.parametrize(
+    "ref",
+    ["m", "m@", "m@0", "m@x", "@1", "m@1@2", "a b@1", "m@v", "m@v0", "m@vv3", "m@3v", "m@ v3"],
+)
 def test_bad_refs(ref: str) -> None:
     with pytest.raises(InvalidInput, match="NAME@VERSION"):
         parse_ref(ref)
@@ -69,3 +72,15 @@ def test_bad_refs(ref: str) -> None:
 
 def test_ref_parses() -> None:
     assert parse_ref("sentiment.v2@12") == ("sentiment.v2", "12")
+
+
+@pytest.mark.parametrize("ref", ["sentiment@v3", "sentiment@V3", "sentiment@3"])
+def test_dataset_style_versions_are_understood(ref: str) -> None:
+    assert parse_ref(ref) == ("sentiment", "3")
+
+
+@pytest.mark.parametrize(
+    ("tag", "number"), [("3", "3"), ("v12", "12"), ("production", None), ("v0", None), ("x3", None)]
+)
+def test_version_number(tag: str, number: str | None) -> None:
+    assert version_number(tag) == number

@@ -7,7 +7,7 @@ from registry_fakes import MemoryRegistry, register
 
 from loralab.errors import InvalidInput, NotFound
 from loralab.registry.search import SearchQuery
-from loralab.registry.service import RegistryService
+from loralab.registry.service import Recommendations, RegistryService
 
 
 @pytest.fixture()
@@ -152,6 +152,41 @@ def test_recommend_for_dataset_gives_best_settings(filled: RegistryService) -> N
     like = filled.recommend_for_dataset("mail-corpus", ["ham", "spam"])
     assert refs(like.results)[0] == "spam@1"
     assert like.starting_point_from == "spam@1"
+
+
+def test_recommend_answers_each_question_in_one_shape(
+    filled: RegistryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    by_text = filled.recommend(text="filter junk email spam", limit=2)
+    assert by_text == Recommendations(filled.recommend_text("filter junk email spam", 2))
+    assert refs(by_text.results)[0] == "spam@1" and by_text.starting_point is None
+    like = filled.recommend(like="sentiment-en@1", limit=3)
+    assert like == Recommendations(filled.recommend_similar("sentiment-en@1", 3))
+    asked: list[tuple[str, int]] = []
+    answer = Recommendations([], {"learning_rate": 0.1}, "spam@1")
+
+    def registered(ref: str, limit: int = 5) -> Recommendations:
+        asked.append((ref, limit))
+        return answer
+
+    monkeypatch.setattr(filled, "recommend_for_registered_dataset", registered)
+    assert filled.recommend(dataset="emails@v1", limit=4) is answer
+    assert asked == [("emails@v1", 4)]
+
+
+@pytest.mark.parametrize(
+    ("question", "got"),
+    [
+        ({}, "got none"),
+        ({"text": "spam", "like": "spam@1"}, "got text, like"),
+        ({"text": "", "like": "spam@1", "dataset": "emails@v1"}, "got text, like, dataset"),
+    ],
+)
+def test_recommend_needs_exactly_one_question(
+    filled: RegistryService, question: dict[str, str], got: str
+) -> None:
+    with pytest.raises(InvalidInput, match=f"exactly one of: text .*, like .*, dataset .*; {got}"):
+        filled.recommend(**question)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def test_registration_writes_card_in_staging(
     assert fake_registry.get_version("sentiment", "1").stage == "Staging"  # type: ignore[union-attr]
     assert fake_registry.alias_target("sentiment", "staging") == "1"
     assert fake_registry.logged == [(card.run_id, str(path))]
-    assert service.history("sentiment")[0]["to"] == "Staging"
+    assert service.history("sentiment")[0].to_stage is Stage.STAGING
     assert abs(sum(v * v for v in card.embedding) - 1.0) < 1e-5
 
 
@@ -67,7 +67,7 @@ def test_every_allowed_transition(service: RegistryService, fake_registry: Memor
         "production": None,
     }
     history = service.history("sentiment")
-    moves = [(h["version"], h["from"], h["to"]) for h in history]
+    moves = [(h.version, h.to_dict()["from"], h.to_dict()["to"]) for h in history]
     assert moves == [
         ("1", None, "Staging"),
         ("2", None, "Staging"),
@@ -78,8 +78,8 @@ def test_every_allowed_transition(service: RegistryService, fake_registry: Memor
         ("1", "Staging", "Archived"),
         ("2", "Production", "Archived"),
     ]
-    assert all(h["by"] == "bob" and h["at"] > 0 for h in history[2:])
-    assert history[3]["reason"] == "replaced by sentiment@2"
+    assert all(h.by == "bob" and h.at > 0 for h in history[2:])
+    assert history[3].reason == "replaced by sentiment@2"
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_promotion_gate(service: RegistryService, fake_registry: MemoryRegistry)
     with pytest.raises(InvalidInput, match="reason"):
         service.transition("sentiment@2", "Production", "bob", force=True)
     service.transition("sentiment@2", "Production", "bob", "hotfix", force=True)
-    assert service.history("sentiment")[-1]["reason"] == "gate overridden: hotfix"
+    assert service.history("sentiment")[-1].reason == "gate overridden: hotfix"
     service.transition("sentiment@3", "Production", "bob")
     assert stages(service, fake_registry)["production"] == "3"
 
@@ -205,8 +205,10 @@ def test_reconcile_repairs_tampered_cards(
         ("sentiment@1", "card stage", "Archived", "Production"),
         ("sentiment@2", "registry tag", "Production", "Archived"),
         ("sentiment@2", "card stage", "Staging", "Archived"),
+        ("sentiment@staging", "alias target", "2", None),  # no version is in Staging now
     }
     assert service.get_card("sentiment@1").stage is Stage.PRODUCTION
+    assert fake_registry.alias_target("sentiment", "staging") is None
     assert service.reconcile() == []
     with pytest.raises(NotFound):
         service.reconcile("nothing")
