@@ -312,12 +312,12 @@ def history(name: Annotated[str, typer.Argument(help="Registered model name.")])
         table.add_column(column)
     for e in entries:
         table.add_row(
-            _when(e["at"]),
-            e["version"],
-            e["from"] or "new",
-            e["to"],
-            e["by"],
-            e.get("reason") or "",
+            _when(e.at),
+            e.version,
+            e.from_stage.value if e.from_stage else "new",
+            e.to_stage.value,
+            e.by,
+            e.reason,
         )
     console.print(table)
 
