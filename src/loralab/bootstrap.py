@@ -1,52 +1,109 @@
-"""Wiring: build every service once from settings, for the API, the worker and the CLI."""
+"""Wiring: the one place that builds services from settings, for the API, the worker and the CLI.
+
+Members are built on first use (``functools.cached_property``), so a CLI command that needs
+only the registry opens no database and connects to no broker. A worker process asks
+:class:`ProcessServices` instead: a forked pool child must not share its parent's database
+connections, so each process gets its own :class:`Services`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from loralab.audit.log import AuditLog
-from loralab.infra.db import Database
-from loralab.infra.queue import CeleryJobQueue, JobQueue
-from loralab.jobs.service import JobService
-from loralab.observability.metrics import Metrics
-from loralab.registry.service import RegistryService
-from loralab.serving.service import PredictionService
 from loralab.settings import Settings
-from loralab.users.service import UserService
+
+if TYPE_CHECKING:
+    from loralab.audit.log import AuditLog
+    from loralab.infra.db import Database
+    from loralab.infra.queue import JobQueue
+    from loralab.jobs.service import JobService
+    from loralab.observability.metrics import Metrics
+    from loralab.registry.service import RegistryService
+    from loralab.serving.service import PredictionService
+    from loralab.users.service import UserService
 
 
-@dataclass
 class Services:
-    settings: Settings
-    db: Database
-    audit: AuditLog
-    users: UserService
-    jobs: JobService
-    registry: RegistryService
-    predictions: PredictionService
-    metrics: Metrics
+    """Every service of the platform for one settings object, each built when first used."""
+
+    def __init__(self, settings: Settings, queue: JobQueue | None = None) -> None:
+        self.settings = settings
+        self._queue = queue
+
+    @cached_property
+    def db(self) -> Database:
+        from loralab.infra.db import Database
+
+        return Database(self.settings.db_url, self.settings.db.echo)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from loralab.audit.log import AuditLog
+
+        return AuditLog(self.db)
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        """How job ids reach workers: the given queue, else Celery through the broker."""
+        return self._queue or celery_queue(self.settings)
+
+    @cached_property
+    def users(self) -> UserService:
+        from loralab.users.service import UserService
+
+        return UserService(self.db, self.settings.auth, self.audit)
+
+    @cached_property
+    def jobs(self) -> JobService:
+        from loralab.jobs.service import JobService
+
+        return JobService(self.db, self.settings, self.queue, self.audit)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from loralab.registry.service import RegistryService
+
+        return RegistryService(self.settings)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        from loralab.observability.metrics import Metrics
+
+        return Metrics()
+
+    @cached_property
+    def predictions(self) -> PredictionService:
+        from loralab.serving.service import PredictionService
+
+        return PredictionService(self.settings, metrics=self.metrics)
 
 
-def celery_queue(settings: Settings) -> CeleryJobQueue:
+def celery_queue(settings: Settings) -> JobQueue:
     """The platform path: job ids travel to Celery workers through Redis."""
-    from loralab.entrypoints.worker.app import create_celery
+    from loralab.infra.celery_app import create_celery_app
+    from loralab.infra.queue import CeleryJobQueue
 
-    return CeleryJobQueue(create_celery(settings))
+    return CeleryJobQueue(create_celery_app(settings))
 
 
 def build_services(settings: Settings, queue: JobQueue | None = None) -> Services:
-    """Every service of the platform for ``settings`` (no I/O beyond opening the database)."""
-    db = Database(settings.db_url, settings.db.echo)
-    audit = AuditLog(db)
-    metrics = Metrics()
-    registry = RegistryService(settings)
-    return Services(
-        settings=settings,
-        db=db,
-        audit=audit,
-        users=UserService(db, settings.auth, audit),
-        jobs=JobService(db, settings, queue or celery_queue(settings), audit),
-        registry=registry,
-        predictions=PredictionService(settings, metrics=metrics),
-        metrics=metrics,
-    )
+    """Every service of the platform for ``settings``; nothing is opened until it is used."""
+    return Services(settings, queue)
+
+
+class ProcessServices:
+    """One :class:`Services` per process: built lazily, again after a fork."""
+
+    def __init__(self, settings: Settings, queue: JobQueue | None = None) -> None:
+        self.settings = settings
+        self.queue = queue
+        self._built: dict[int, Services] = {}
+
+    def current(self) -> Services:
+        """This process's services (a forked child builds its own on first use)."""
+        pid = os.getpid()
+        if pid not in self._built:
+            self._built[pid] = build_services(self.settings, self.queue)
+        return self._built[pid]

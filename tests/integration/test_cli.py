@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from loralab.entrypoints.cli import common
 from loralab.entrypoints.cli.main import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -19,6 +20,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     results = tmp_path / "results"
     monkeypatch.setenv("LORALAB_STORAGE__RESULTS_DIR", str(results))
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's folder
+    monkeypatch.setattr(common.console, "_width", 80)  # a small terminal, or a pipe
     return results
 
 
@@ -50,7 +52,11 @@ def test_train_list_show_predict(
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["epochs"] == 3
 
     listed = runner.invoke(app, ["runs", "list"])
-    assert listed.exit_code == 0 and run_dir.name in listed.output
+    assert listed.exit_code == 0 and run_dir.name in listed.output  # whole, at 80 columns
+    assert max(len(line) for line in listed.output.splitlines()) <= 80
+    (summary,) = json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)
+    assert summary["run_id"] == run_dir.name and summary["experiment"] == "cli"
+    assert summary["status"] == "succeeded" and summary["accuracy"] is not None
 
     shown = runner.invoke(app, ["runs", "show", "latest", "--json"])
     assert shown.exit_code == 0, shown.output
@@ -113,3 +119,16 @@ def test_packaged_default_model_loads_offline() -> None:
     with torch.no_grad():
         logits = model(**batch).logits
     assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+
+
+def test_catalog_lists_every_model_name_whole_and_as_json(cli_env: Path) -> None:
+    from loralab.training.catalog import CATALOG
+
+    runner = CliRunner()
+    table = runner.invoke(app, ["catalog"])
+    assert table.exit_code == 0
+    assert all(name in table.output for name in CATALOG)
+    names = [
+        entry["name"] for entry in json.loads(runner.invoke(app, ["catalog", "--json"]).output)
+    ]
+    assert names == list(CATALOG)

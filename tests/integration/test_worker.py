@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from loralab.infra.migrate import current_revision, head_revision, upgrade_datab
 from loralab.infra.queue import CeleryJobQueue
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
+from loralab.jobs.views import JobView
 from loralab.settings import Settings
 from loralab.training.checkpoints import MARKER
 
@@ -209,28 +210,57 @@ def run_to_success(stack: Stack, name: str) -> None:
     """Submit, start a worker, see the job pass through the running states and succeed."""
     jobs = stack.jobs()
     view = jobs.submit(stack.alice, train_request(name), CTX)
-    assert view["state"] == "queued"
+    assert view.state == "queued"
     stack.start_worker()
     seen: list[str] = []
 
     def finished() -> bool:
-        state = stack.row(view["id"]).state
+        state = stack.row(view.task_id).state
         if not seen or seen[-1] != state:
             seen.append(state)
         return state in {"succeeded", "failed", "cancelled"}
 
     wait_for(finished, 120, "the job to finish")
-    done = jobs.get(stack.alice, view["id"])
-    assert done["state"] == "succeeded", (done, stack.logs())
+    done = jobs.get(stack.alice, view.task_id)
+    assert done.state == "succeeded", (done, stack.logs())
     assert {"validating", "training", "registering"} <= set(seen), seen
-    assert done["model_version"] == f"{name}@1" and versions(stack, name) == [f"{name}@1"]
-    assert done["mlflow_run_id"] and done["run_id"] and done["attempts"] == 1
-    assert done["progress"]["step"] == 60 and done["progress"]["percent"] == 100.0
-    assert all(step["status"] == "done" for step in done["steps"])
+    assert done.model_version == f"{name}@1" and versions(stack, name) == [f"{name}@1"]
+    assert done.mlflow_run_id and done.run_id and done.attempts == 1
+    assert done.progress.step == 60 and done.progress.percent == 100.0
+    assert all(step.status == "done" for step in done.steps)
     audit = AuditLog(stack.db)
     submits, _ = audit.query(action="job.submit", username="alice")
-    assert f"job:{view['id']}" in {r["target"] for r in submits}
+    assert f"job:{view.task_id}" in {r.target for r in submits}
     assert audit.verify().ok
+    assert_no_models_dir_path(stack, done)
+
+
+def assert_no_models_dir_path(stack: Stack, done: JobView) -> None:
+    """The job stored the model's folder name; the worker resolved it only to train. Nothing
+    users read (job view and row, card, run state and config, MLflow params and tags) holds
+    the server's models_dir path, so nothing needs scrubbing."""
+    from mlflow.tracking import MlflowClient
+
+    from loralab.infra.tracking import tracking_uri
+
+    models = stack.settings.storage.models_dir
+    assert models is not None
+    (run,) = stack.settings.storage.results_dir.glob(f"*/{done.run_id}")
+    card = stack.tmp / "cards" / f"{done.model_version}.json"
+    mlflow = MlflowClient(tracking_uri(stack.settings)).get_run(str(done.mlflow_run_id)).data
+    texts = {
+        "view": json.dumps(asdict(done)),
+        "row": json.dumps(stack.row(done.task_id).config),
+        "card": card.read_text(),
+        "state": (run / "run.json").read_text(),
+        "config": (run / "config.yaml").read_text(),
+        "mlflow": json.dumps([mlflow.params, mlflow.tags]),
+    }
+    assert json.loads(texts["card"])["base_model"] == "tiny-bert"
+    assert mlflow.params["base_model"] == "tiny-bert"
+    for where, text in texts.items():
+        for path in {str(models), str(models.resolve())}:
+            assert path not in text, f"{where} holds the models_dir path: {text}"
 
 
 @pytest.mark.usefixtures("cleanup")
@@ -256,7 +286,7 @@ def test_a_worker_migrates_an_empty_database_before_taking_jobs(stack: Stack) ->
 @pytest.mark.usefixtures("cleanup")
 def test_kill_9_of_the_worker_resumes_from_the_checkpoint_and_succeeds_once(stack: Stack) -> None:
     jobs = stack.jobs()
-    job_id = jobs.submit(stack.alice, train_request("crash", steps=100), CTX)["id"]
+    job_id = jobs.submit(stack.alice, train_request("crash", steps=100), CTX).task_id
     first = stack.start_worker()
     saved_at = wait_for(lambda: checkpoint_of(stack, job_id), 120, "a first checkpoint")
     before = stack.row(job_id)
@@ -276,10 +306,10 @@ def test_kill_9_of_the_worker_resumes_from_the_checkpoint_and_succeeds_once(stac
 @pytest.mark.usefixtures("cleanup")
 def test_jobs_queued_across_a_redis_restart_still_run(stack: Stack) -> None:
     jobs = stack.jobs()
-    kept = jobs.submit(stack.alice, train_request("kept", steps=20), CTX)["id"]
+    kept = jobs.submit(stack.alice, train_request("kept", steps=20), CTX).task_id
     stack.redis.kill()  # SIGKILL: only the fsync'd append-only file survives
     stack.redis.start()
-    lost = jobs.submit(stack.alice, train_request("lost", steps=20), CTX)["id"]
+    lost = jobs.submit(stack.alice, train_request("lost", steps=20), CTX).task_id
     stack.redis.kill()
     shutil.rmtree(stack.redis.folder)  # a Redis without persistence: the message is gone
     stack.redis.start()
@@ -293,7 +323,7 @@ def test_jobs_queued_across_a_redis_restart_still_run(stack: Stack) -> None:
 @pytest.mark.usefixtures("cleanup")
 def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(stack: Stack) -> None:
     jobs = stack.jobs()
-    job_id = jobs.submit(stack.alice, train_request("doomed", steps=400), CTX)["id"]
+    job_id = jobs.submit(stack.alice, train_request("doomed", steps=400), CTX).task_id
     stack.start_worker(max_attempts="2")
     for attempt in (1, 2):
         row = wait_for(
@@ -311,14 +341,14 @@ def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(stack: Sta
 @pytest.mark.usefixtures("cleanup")
 def test_cancelling_a_running_job_ends_it_cancelled(stack: Stack) -> None:
     jobs = stack.jobs()
-    job_id = jobs.submit(stack.alice, train_request("stopme", steps=400), CTX)["id"]
+    job_id = jobs.submit(stack.alice, train_request("stopme", steps=400), CTX).task_id
     stack.start_worker()
     wait_for(lambda: (stack.row(job_id).progress or {}).get("step"), 120, "training steps")
     view = jobs.cancel(stack.alice, job_id, CTX)
-    assert view["cancel_requested"] is True
+    assert view.cancel_requested is True
     done = stack.wait_state(job_id, {"succeeded", "failed", "cancelled"}, 60)
     assert done.state == "cancelled", (done.error, stack.logs())
     assert done.progress["step"] < 400 and versions(stack, "stopme") == []
-    statuses = [s["status"] for s in jobs.get(stack.alice, job_id)["steps"]]
+    statuses = [s.status for s in jobs.get(stack.alice, job_id).steps]
     assert statuses[:2] == ["done", "done"] and "cancelled" in statuses[2:4]
     assert statuses[-1] == "skipped"

@@ -1,6 +1,7 @@
 """Experiment services: train, resume, list and show runs, predict with a run.
 
-The CLI calls these today; the API and the worker call the same functions later.
+The CLI trains and resumes with them directly; a job's worker calls the same functions (through
+:mod:`loralab.jobs.execution`), and the API reads runs through them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loralab.datasets import service as datasets
 from loralab.errors import InvalidInput, NotFound
@@ -28,7 +29,7 @@ from loralab.training import (
     resume_training,
     run_training,
 )
-from loralab.training.catalog import ModelSourceError
+from loralab.training.catalog import CATALOG, ModelSourceError
 from loralab.training.data import DataError
 from loralab.training.devices import DeviceError
 from loralab.training.interfaces import ProgressReporter, StopSignal
@@ -41,6 +42,9 @@ from loralab.training.runs import (
     read_state,
     update_state,
 )
+
+if TYPE_CHECKING:
+    from loralab.training.prepare import Prepared
 
 INPUT_ERRORS = (ConfigError, DataError, DeviceError, ModelSourceError)
 log = logging.getLogger("loralab.experiments")
@@ -80,24 +84,11 @@ def train(
     loads, and the run records the exact versions (tags + MLflow dataset inputs) and, for a
     registered dataset, its analysis.
     """
-    try:
-        data = datasets.resolve_training_data(settings, config)
-        if progress is not None and data.report.warning_count:
-            kinds = ", ".join(
-                f"{code.split(':', 1)[1]} {n}"
-                for code, n in sorted(data.report.counts.items())
-                if code.startswith("warning:")
-            )
-            progress.note(
-                f"data: {data.report.warning_count} warning(s) ({kinds}); "
-                "details: loralab data validate FILE"
-            )
-        prepared = prepare_training(data.config)
-    except INPUT_ERRORS as err:
-        raise InvalidInput(str(err)) from None
+    source = base_model_source(settings, config.base_model)
+    data, run_config, prepared = _prepare(settings, config, source, progress)
     tracker = MlflowTracker.from_settings(settings)
     result = run_training(
-        data.config,
+        run_config,
         settings.storage.results_dir,
         logger=tracker,
         progress=progress,
@@ -110,8 +101,55 @@ def train(
     dataset = _dataset_of(data, result)
     update_state(result.run, dataset=dataset)  # a resumed run registers with the same lineage
     if result.status == "succeeded":
-        _register(settings, result, data.config, dataset, user, model_name, progress)
+        _register(settings, result, run_config, dataset, user, model_name, progress)
     return result
+
+
+def base_model_source(settings: Settings, name: str) -> str | None:
+    """The folder a base-model name stands for when it is a model folder under
+    ``storage.models_dir`` (jobs store that name, never the server path); None for a catalog
+    name, a hub id or a path, which the training library resolves itself."""
+    folder = settings.storage.models_dir
+    if folder is None or name in CATALOG or Path(name).name != name or name in {"", ".", ".."}:
+        return None
+    local = folder / name
+    return str(local.resolve()) if (local / "config.json").is_file() else None
+
+
+def _prepare(
+    settings: Settings,
+    config: TrainConfig,
+    source: str | None,
+    progress: ProgressReporter | None,
+) -> tuple[datasets.TrainingData, TrainConfig, Prepared]:
+    """Resolve and validate the data, then load model and data (bad input: InvalidInput).
+
+    The data is checked with the base model's tokenizer at ``source``; the config the run
+    trains with (and records) keeps the base model's name.
+    """
+    located = config.model_copy(update={"base_model": source}) if source else config
+    try:
+        data = datasets.resolve_training_data(settings, located)
+        _note_data_warnings(data, progress)
+        run_config = data.config.model_copy(update={"base_model": config.base_model})
+        prepared = prepare_training(run_config, source)
+    except INPUT_ERRORS as err:
+        raise InvalidInput(str(err)) from None
+    return data, run_config, prepared
+
+
+def _note_data_warnings(data: datasets.TrainingData, progress: ProgressReporter | None) -> None:
+    if progress is None or not data.report.warning_count:
+        return
+    kinds = ", ".join(
+        f"{code.split(':', 1)[1]} {n}"
+        for code, n in sorted(data.report.counts.items())
+        if code.startswith("warning:")
+    )
+    progress.note(
+        f"data: {data.report.warning_count} warning(s) ({kinds}); "
+        "details: loralab data validate FILE"
+    )
 
 
 def _dataset_of(data: datasets.TrainingData, result: TrainResult) -> dict[str, Any]:
@@ -133,40 +171,14 @@ def _register(
     progress: ProgressReporter | None,
 ) -> None:
     """Register the run in the model registry; never lose the trained run over it."""
-    import getpass
-
     from loralab.registry.service import RegistryService
 
+    name = model_name or config.experiment
     if progress is not None:
-        progress.note(f"registering model {model_name or config.experiment}")
-    state = read_state(result.run)
-    metrics = {
-        k: float(result.report[k])
-        for k in ("accuracy", "macro_f1")
-        if isinstance(result.report.get(k), int | float)
-    }
-    training = {
-        k: getattr(config, k)
-        for k in ("epochs", "batch_size", "learning_rate", "max_length", "weight_decay")
-    }
+        progress.note(f"registering model {name}")
     try:
         card = RegistryService(settings).register_run(
-            name=model_name or config.experiment,
-            run_id=result.tracker_run_id,
-            base_model=config.base_model,
-            language=state.get("language", ""),
-            labels=list(state.get("labels", [])),
-            metrics=metrics,
-            dataset=dataset,
-            lora={
-                "r": config.lora_r,
-                "alpha": config.lora_alpha,
-                "dropout": config.lora_dropout,
-                "target_modules": list(config.lora_target_modules or []) or None,
-            },
-            training=training,
-            created_by=user or getpass.getuser(),
-            tags={"experiment": config.experiment, "loralab.run_id": result.run.run_id},
+            name=name, **_card_fields(result, config, dataset, user)
         )
     except Exception as err:  # noqa: BLE001 - the model is trained; registration is extra
         log.warning("registering run %s failed: %s", result.run.run_id, err)
@@ -177,6 +189,39 @@ def _register(
     update_state(result.run, registered_model=card.ref)
     if progress is not None:
         progress.note(f"registered model {card.ref} (Staging)")
+
+
+def _card_fields(
+    result: TrainResult, config: TrainConfig, dataset: dict[str, Any], user: str | None
+) -> dict[str, Any]:
+    """What the model card says of a run: base model, labels, metrics, data, LoRA, training."""
+    import getpass
+
+    state = read_state(result.run)
+    return {
+        "run_id": result.tracker_run_id,
+        "base_model": config.base_model,
+        "language": state.get("language", ""),
+        "labels": list(state.get("labels", [])),
+        "metrics": {
+            k: float(result.report[k])
+            for k in ("accuracy", "macro_f1")
+            if isinstance(result.report.get(k), int | float)
+        },
+        "dataset": dataset,
+        "lora": {
+            "r": config.lora_r,
+            "alpha": config.lora_alpha,
+            "dropout": config.lora_dropout,
+            "target_modules": list(config.lora_target_modules or []) or None,
+        },
+        "training": {
+            k: getattr(config, k)
+            for k in ("epochs", "batch_size", "learning_rate", "max_length", "weight_decay")
+        },
+        "created_by": user or getpass.getuser(),
+        "tags": {"experiment": config.experiment, "loralab.run_id": result.run.run_id},
+    }
 
 
 def _record_data(
@@ -229,7 +274,10 @@ def resume(
     run = get_run(settings, run_id)
     tracker = MlflowTracker.from_settings(settings)
     try:
-        result = resume_training(run, overrides, logger=tracker, progress=progress, stop=stop)
+        source = base_model_source(settings, load_config(run.config).base_model)
+        result = resume_training(
+            run, overrides, logger=tracker, progress=progress, stop=stop, base_source=source
+        )
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None
     state = read_state(run)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select, update
 
@@ -28,6 +28,9 @@ from loralab.settings import QueueSettings, Settings
 from loralab.training.checkpoints import last_complete
 from loralab.training.config import TrainConfig
 from loralab.training.runs import RunNotFound, RunPaths, find_run, new_run_id, read_state
+
+if TYPE_CHECKING:
+    from loralab.training.loop import TrainResult
 
 log = logging.getLogger("loralab.jobs")
 WRITE_INTERVAL = 0.5  # seconds between progress writes (at most 2 a second)
@@ -295,31 +298,53 @@ def _train_or_resume(
     stop: JobStop,
 ) -> Outcome:
     """Resume a run that has a complete checkpoint; otherwise train a new run."""
-    from loralab.experiments import service as experiments
-
     state = read_state(run) if run else {}
     if run is not None and state.get("status") == "succeeded" and state.get("registered_model"):
         return _succeeded(state)  # finished before the worker died: record it, train nothing
     if run is not None and last_complete(run.checkpoints) is not None:
-        log.info("job %s: resuming run %s from its last checkpoint", claim.job_id, run.run_id)
-        result = experiments.resume(
-            settings, run.run_id, [], progress, stop, user=claim.owner, model_name=claim.model_name
-        )
+        result = _resume_run(settings, claim, run, progress, stop)
     else:
-        run_id = progress.run_id = new_run_id()
-        write_job(db, claim, run_id=run_id)  # before the folder exists: never an orphan run
-        result = experiments.train(
-            settings,
-            config,
-            progress,
-            stop,
-            user=claim.owner,
-            model_name=claim.model_name,
-            run_id=run_id,
-        )
+        result = _train_new_run(db, settings, claim, config, progress, stop)
     if result.status == "stopped":
         return Outcome(states.CANCELLED, "cancelled by request; the run keeps its last checkpoint")
     return _succeeded(read_state(result.run))
+
+
+def _resume_run(
+    settings: Settings, claim: Claim, run: RunPaths, progress: JobProgress, stop: JobStop
+) -> TrainResult:
+    """Continue the run a dead worker left, from its last complete checkpoint."""
+    from loralab.experiments import service as experiments
+
+    log.info("job %s: resuming run %s from its last checkpoint", claim.job_id, run.run_id)
+    return experiments.resume(
+        settings, run.run_id, [], progress, stop, user=claim.owner, model_name=claim.model_name
+    )
+
+
+def _train_new_run(
+    db: Database,
+    settings: Settings,
+    claim: Claim,
+    config: TrainConfig,
+    progress: JobProgress,
+    stop: JobStop,
+) -> TrainResult:
+    """Name the run on the job first (never an orphan run folder), then train it; a base
+    model the job stores by folder name resolves to that folder now, at train time."""
+    from loralab.experiments import service as experiments
+
+    run_id = progress.run_id = new_run_id()
+    write_job(db, claim, run_id=run_id)  # before the folder exists: never an orphan run
+    return experiments.train(
+        settings,
+        config,
+        progress,
+        stop,
+        user=claim.owner,
+        model_name=claim.model_name,
+        run_id=run_id,
+    )
 
 
 def _succeeded(state: dict[str, Any]) -> Outcome:

@@ -93,14 +93,18 @@ class TrainRequest(BaseModel):
         return None if value is None else _refuse_paths("base_model", value)
 
 
-def resolve_base_model(settings: Settings, name: str) -> str:
-    """A catalog name stays as is; a folder name under ``models_dir`` becomes that folder."""
+def check_base_model(settings: Settings, name: str) -> str:
+    """The name, if it is a catalog model or a model folder under ``storage.models_dir``.
+
+    The job keeps the name, never the folder's server path: the worker resolves it when it
+    trains (:func:`loralab.experiments.service.base_model_source`).
+    """
     if name in CATALOG:
         return name
     _refuse_paths("base_model", name)
     folder = settings.storage.models_dir
     if folder is not None and name and (folder / name / "config.json").is_file():
-        return str((folder / name).resolve())
+        return name
     local = f" or a model folder in {folder.name}/" if folder is not None else ""
     raise InvalidInput(f"base_model: {name!r} is not a catalog model ({', '.join(CATALOG)}){local}")
 
@@ -109,7 +113,7 @@ def to_train_config(settings: Settings, request: TrainRequest) -> TrainConfig:
     """The full, validated TrainConfig; errors name the field (``InvalidInput``)."""
     data = request.model_dump(exclude_none=True, exclude={"model_name"})
     if "base_model" in data:
-        data["base_model"] = resolve_base_model(settings, data["base_model"])
+        data["base_model"] = check_base_model(settings, data["base_model"])
     if Path(data["train_file"]).exists():  # a file named like the ref would win: refuse it
         raise InvalidInput(f"train_file: {data['train_file']!r} is ambiguous on this server")
     try:

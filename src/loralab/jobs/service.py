@@ -48,12 +48,6 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None  # stored times read back as aware UTC
 
 
-def _base_model_name(config: dict[str, Any]) -> str:
-    """The name the user gave: a resolved local folder shows as its folder name."""
-    name = str(config.get("base_model", ""))
-    return name.rstrip("/").rsplit("/", 1)[-1]
-
-
 class JobService:
     """Submit, read, cancel and execute training jobs."""
 
@@ -275,7 +269,7 @@ class JobService:
             "error": row.error,
             "cancel_requested": bool(row.cancel_requested),
             "experiment": row.config.get("experiment"),
-            "base_model": _base_model_name(row.config),
+            "base_model": str(row.config.get("base_model", "")),  # a name, never a path
             "model_name": row.model_name,
             "run_id": row.run_id,
             "mlflow_run_id": row.mlflow_run_id,

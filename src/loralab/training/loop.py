@@ -201,8 +201,12 @@ def resume_training(
     logger: MetricLogger | None = None,
     progress: ProgressReporter | None = None,
     stop: StopSignal | None = None,
+    base_source: str | None = None,
 ) -> TrainResult:
-    """Continue a run from its last complete checkpoint, in the same folder and tracker run."""
+    """Continue a run from its last complete checkpoint, in the same folder and tracker run.
+
+    ``base_source``: where to load the base model from when the caller resolved its name.
+    """
     overrides = overrides or []
     check_resume_overrides(overrides)
     config = load_config(run.config, overrides)
@@ -210,7 +214,7 @@ def resume_training(
     last = ckpt.last_complete(run.checkpoints)
     if last is None:
         raise ConfigError(f"run {run.run_id} has no complete checkpoint to resume from")
-    prepared = prepare_training(config)
+    prepared = prepare_training(config, base_source)
     if read_state(run).get("dataset_fingerprint") not in (None, prepared.fingerprint):
         raise ConfigError(f"run {run.run_id}: the training data changed since the run started")
     if overrides:
@@ -234,56 +238,82 @@ def _execute(
     resume_from: Path | None,
     extra_tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    config = prepared.config
+    """Open the tracker run, record the start, train; a failure or a stop ends both runs."""
     handler = _attach_log_file(run.logs)
     state = read_state(run)
     try:
-        tracker_id = logger.start_run(config.experiment, run.run_id, state.get("tracker_run_id"))
+        tracker_id = logger.start_run(
+            prepared.config.experiment, run.run_id, state.get("tracker_run_id")
+        )
     except Exception:
         _detach_log_file(handler)
         if resume_from is None:
             discard_run(run)  # the tracker is unreachable: leave no half-made run behind
         raise
+    try:
+        _mark_running(prepared, run, tracker_id, state.get("started_at"))
+        try:
+            _record_start(prepared, run, logger, resume_from, extra_tags)
+            return _train(prepared, run, logger, progress, stop, resume_from, tracker_id)
+        except BaseException as err:
+            _record_failure(run, logger, progress, err)
+            raise
+    finally:
+        _detach_log_file(handler)
+
+
+def _mark_running(
+    prepared: Prepared, run: RunPaths, tracker_id: str, started_at: float | None
+) -> None:
+    """The run state: running, on which tracker run, device, data and base model."""
     update_state(
         run,
         status="running",
         tracker_run_id=tracker_id,
         device=prepared.device.description,
         dataset_fingerprint=prepared.fingerprint,
-        base_model=config.base_model,
+        base_model=prepared.config.base_model,
         language=prepared.base.language,
         labels=prepared.labels,
-        started_at=state.get("started_at") or time.time(),
+        started_at=started_at or time.time(),
     )
-    try:
-        if resume_from is None:
-            logger.log_params(_flat_params(config))
-        logger.set_tags({**_tags(prepared), **(extra_tags or {}), "run_id": run.run_id})
-        trainable, total = trainable_parameters(prepared.model)
-        log.info(
-            "run %s: %s on %s; %d train / %d validation rows; %d labels; "
-            "%d of %d parameters trainable",
-            run.run_id,
-            config.base_model,
-            prepared.device.description,
-            prepared.train_rows,
-            prepared.validation_rows,
-            len(prepared.labels),
-            trainable,
-            total,
-        )
-        result = _train(prepared, run, logger, progress, stop, resume_from, tracker_id)
-    except BaseException as err:
-        status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-        log.error("run %s %s: %s", run.run_id, status, err)
-        update_state(run, status=status, error=str(err), finished_at=time.time())
-        logger.log_artifact(run.logs)
-        logger.end_run("KILLED" if status == "stopped" else "FAILED")
-        progress.finish()
-        raise
-    finally:
-        _detach_log_file(handler)
-    return result
+
+
+def _record_start(
+    prepared: Prepared,
+    run: RunPaths,
+    logger: MetricLogger,
+    resume_from: Path | None,
+    extra_tags: dict[str, str] | None,
+) -> None:
+    """Params (a new run only) and tags to the tracker, one summary line to logs.txt."""
+    if resume_from is None:
+        logger.log_params(_flat_params(prepared.config))
+    logger.set_tags({**_tags(prepared), **(extra_tags or {}), "run_id": run.run_id})
+    trainable, total = trainable_parameters(prepared.model)
+    log.info(
+        "run %s: %s on %s; %d train / %d validation rows; %d labels; %d of %d parameters trainable",
+        run.run_id,
+        prepared.config.base_model,
+        prepared.device.description,
+        prepared.train_rows,
+        prepared.validation_rows,
+        len(prepared.labels),
+        trainable,
+        total,
+    )
+
+
+def _record_failure(
+    run: RunPaths, logger: MetricLogger, progress: ProgressReporter, err: BaseException
+) -> None:
+    """The run ends stopped (Ctrl-C) or failed, in its state and in the tracker."""
+    status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
+    log.error("run %s %s: %s", run.run_id, status, err)
+    update_state(run, status=status, error=str(err), finished_at=time.time())
+    logger.log_artifact(run.logs)
+    logger.end_run("KILLED" if status == "stopped" else "FAILED")
+    progress.finish()
 
 
 def _train(
@@ -295,8 +325,44 @@ def _train(
     resume_from: Path | None,
     tracker_id: str,
 ) -> TrainResult:
+    """Build the trainer, train, report on the best model, write metrics, log to the tracker."""
+    callback = RunCallback(prepared.config, run, logger, progress, stop)
+    trainer = _build_trainer(prepared, run, callback)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    outcome = _final_report(prepared, trainer, callback)
+    _save_model(prepared, run)
+    plot_confusion_matrix(outcome.report, str(run.confusion_matrix_png))
+    atomic_write_json(run.metrics, _metrics(prepared, trainer, callback, outcome), sort_keys=True)
+    _log_final(run, logger, outcome, trainer.state.global_step)
+    return TrainResult(
+        run,
+        outcome.status,
+        outcome.report,
+        outcome.best_step,
+        callback.retention,
+        outcome.seconds,
+        outcome.samples_per_second,
+        prepared.device.description,
+        tracker_id,
+        callback.history,
+    )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a finished (or stopped) training produced, before it is written anywhere."""
+
+    status: str
+    report: dict[str, Any]
+    best_step: int | None
+    seconds: float
+    batch_size: int
+    samples_per_second: float
+
+
+def _build_trainer(prepared: Prepared, run: RunPaths, callback: RunCallback) -> GuardedTrainer:
+    """The Hugging Face trainer with our callbacks and without its console printers."""
     config = prepared.config
-    callback = RunCallback(config, run, logger, progress, stop)
     callbacks: list[TrainerCallback] = [callback]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
@@ -313,58 +379,73 @@ def _train(
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
     callback.trainer = trainer
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return trainer
 
-    # Final report on the best model (loaded by load_best_model_at_end).
+
+def _final_report(prepared: Prepared, trainer: GuardedTrainer, callback: RunCallback) -> _Outcome:
+    """The report on the best model (loaded by load_best_model_at_end) and the throughput."""
     output = trainer.predict(prepared.validation)  # type: ignore[arg-type]
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     truth = np.asarray(output.label_ids)
     report = classification_report(truth, np.argmax(logits, axis=-1), prepared.labels)
     steps_run = trainer.state.global_step - callback.first_step
     seconds = max(1e-9, callback.finished - callback.started - callback.eval_seconds)
-    batch_size = trainer.state.train_batch_size or config.batch_size
-    samples_per_second = steps_run * batch_size / seconds
-    best_step = callback.retention.best
-    status = "stopped" if callback.stopped else "succeeded"
+    batch_size = trainer.state.train_batch_size or prepared.config.batch_size
+    return _Outcome(
+        status="stopped" if callback.stopped else "succeeded",
+        report=report,
+        best_step=callback.retention.best,
+        seconds=seconds,
+        batch_size=batch_size,
+        samples_per_second=steps_run * batch_size / seconds,
+    )
 
-    _save_model(prepared, run)
-    plot_confusion_matrix(report, str(run.confusion_matrix_png))
-    metrics = {
-        "status": status,
+
+def _metrics(
+    prepared: Prepared, trainer: GuardedTrainer, callback: RunCallback, outcome: _Outcome
+) -> dict[str, Any]:
+    """What metrics.json holds: status, final and per-class report, history, throughput."""
+    report = outcome.report
+    return {
+        "status": outcome.status,
         "final": {k: report[k] for k in ("accuracy", "macro_f1")},
         "report": report,
         "history": callback.history,
         "train": {
             "steps": trainer.state.global_step,
             "epochs": round(float(trainer.state.epoch or 0.0), 3),
-            "train_seconds": round(seconds, 2),
-            "samples_per_second": round(samples_per_second, 1),
+            "train_seconds": round(outcome.seconds, 2),
+            "samples_per_second": round(outcome.samples_per_second, 1),
             "train_rows": prepared.train_rows,
-            "batch_size": batch_size,
+            "batch_size": outcome.batch_size,
             "validation_rows": prepared.validation_rows,
         },
         "checkpoints": {
-            "best": best_step,
+            "best": outcome.best_step,
             "last": callback.retention.last,
             "fastest": callback.retention.fastest,
         },
         "device": prepared.device.description,
     }
-    atomic_write_json(run.metrics, metrics, sort_keys=True)
-    final_step = trainer.state.global_step
+
+
+def _log_final(run: RunPaths, logger: MetricLogger, outcome: _Outcome, final_step: int) -> None:
+    """Final metrics and artifacts to the tracker, the run state finished, the tracker run
+    ended."""
+    report = outcome.report
     logger.log_metrics(
         {f"final_{k}": float(report[k]) for k in ("accuracy", "macro_f1")}, final_step
     )
-    logger.log_metrics({"samples_per_second": samples_per_second}, final_step)
+    logger.log_metrics({"samples_per_second": outcome.samples_per_second}, final_step)
     for path in (run.config, run.metrics, run.confusion_matrix_png):
         logger.log_artifact(path)
     logger.log_artifact(run.adapter, "adapter")
     logger.log_artifact(run.label_map)
     update_state(
         run,
-        status=status,
+        status=outcome.status,
         finished_at=time.time(),
-        best_step=best_step,
+        best_step=outcome.best_step,
         accuracy=report["accuracy"],
         macro_f1=report["macro_f1"],
         error=None,
@@ -372,25 +453,13 @@ def _train(
     log.info(
         "run %s %s: accuracy %.4f, macro F1 %.4f, %.1f samples/s",
         run.run_id,
-        status,
+        outcome.status,
         report["accuracy"],
         report["macro_f1"],
-        samples_per_second,
+        outcome.samples_per_second,
     )
     logger.log_artifact(run.logs)
     logger.end_run("FINISHED")
-    return TrainResult(
-        run,
-        status,
-        report,
-        best_step,
-        callback.retention,
-        seconds,
-        samples_per_second,
-        prepared.device.description,
-        tracker_id,
-        callback.history,
-    )
 
 
 def _save_model(prepared: Prepared, run: RunPaths) -> None:
@@ -402,7 +471,8 @@ def _save_model(prepared: Prepared, run: RunPaths) -> None:
     atomic_write_json(
         run.model_info,
         {
-            "base_model": prepared.config.base_model,
+            "base_model": prepared.base.name,  # what reloads it: a resolved local folder's path
+            "base_name": prepared.config.base_model,  # the name users know
             "model_type": prepared.base.model_type,
             "language": prepared.base.language,
             "max_length": prepared.config.max_length,

@@ -71,12 +71,16 @@ def _load_data(config: TrainConfig) -> tuple[LabelledTexts, LabelledTexts, list[
     return pick(train_idx, "train"), pick(val_idx, "validation"), label_list, fingerprint(train)
 
 
-def prepare_training(config: TrainConfig) -> Prepared:
-    """Check and load everything; raises ConfigError/DataError/DeviceError/ModelSourceError."""
+def prepare_training(config: TrainConfig, base_source: str | None = None) -> Prepared:
+    """Check and load everything; raises ConfigError/DataError/DeviceError/ModelSourceError.
+
+    ``base_source``: where to load ``config.base_model`` from when the caller resolved its name
+    (a local model folder); the run still records the name.
+    """
     device = select_device(config.device, config.precision)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    base = resolve_model(config.base_model)
+    base = resolve_model(base_source or config.base_model)
     train, val, labels, data_fp = _load_data(config)
     tokenizer = load_tokenizer(base)
     index = {name: i for i, name in enumerate(labels)}

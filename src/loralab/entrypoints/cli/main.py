@@ -11,10 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from loralab.entrypoints.cli.audit import audit_app
-from loralab.entrypoints.cli.common import console, err_console, guard
+from loralab.entrypoints.cli.common import (
+    Column,
+    console,
+    err_console,
+    guard,
+    print_json,
+    print_table,
+    safe,
+)
 from loralab.entrypoints.cli.data import data_app
 from loralab.entrypoints.cli.models import models_app
 from loralab.entrypoints.cli.serve import client_app, serve
@@ -188,51 +197,46 @@ def _print_result(settings: Settings, result: Any) -> None:
         console.print(f"[yellow]not registered:[/yellow] {state['registration_error']}")
 
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print plain JSON.")]
+RUN_COLUMNS = (
+    Column("experiment", key=True),
+    Column("run id", key=True),
+    Column("status"),
+    Column("base model"),
+    Column("accuracy", justify="right", droppable=True),
+    Column("macro F1", justify="right", droppable=True),
+    Column("started", droppable=True),
+)
+
+
 @runs_app.command("list")
 def runs_list(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Experiments and their runs, newest first, with key metrics."""
     from loralab.experiments import service
 
     settings = load_settings()
     summaries = service.list_run_summaries(settings, experiment)
-    if not summaries:
-        console.print(f"no runs under {settings.storage.results_dir}")
+    if as_json:
+        print_json(summaries)
         return
-    table = Table(title=f"runs in {settings.storage.results_dir}")
-    for column in (
-        "experiment",
-        "run id",
-        "status",
-        "base model",
-        "accuracy",
-        "macro F1",
-        "started",
-    ):
-        table.add_column(
-            column,
-            justify="right" if column in {"accuracy", "macro F1"} else "left",
-            no_wrap=column in {"run id", "status", "accuracy", "macro F1"},  # ids are copied
-            overflow="fold",
-        )
-    for s in summaries:
-        table.add_row(
-            s.experiment,
-            s.run_id,
-            s.status,
-            s.base_model,
-            _fmt(s.accuracy),
-            _fmt(s.macro_f1),
-            s.started,
-        )
-    console.print(table)
+    if not summaries:
+        console.print(f"no runs under {safe(settings.storage.results_dir)}")
+        return
+    rows = [
+        [safe(s.experiment), safe(s.run_id), safe(s.status), safe(s.base_model or "-"),
+         _fmt(s.accuracy), _fmt(s.macro_f1), safe(s.started)]
+        for s in summaries
+    ]  # fmt: skip
+    print_table(f"runs in {settings.storage.results_dir}", RUN_COLUMNS, rows)
 
 
 @runs_app.command("show")
 def runs_show(
     run: Annotated[str, typer.Argument(help="Run id or unique prefix; 'latest' for the newest.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Config, metrics, per-class report, confusion matrix and files of one run."""
     from loralab.experiments import service
@@ -241,13 +245,12 @@ def runs_show(
     run_id = _resolve_run_id(settings, run)
     detail = guard(lambda: service.show_run(settings, run_id))
     if as_json:
-        summary = detail["summary"]
-        out = {**detail, "summary": {**summary.__dict__, "path": str(summary.path)}}
-        console.print_json(json.dumps(out, default=str))
+        print_json(detail)
         return
     s = detail["summary"]
-    console.print(f"[bold]{s.experiment}/{s.run_id}[/bold]  status {s.status}  {s.path}")
-    console.print(detail["config"])
+    console.print(f"[bold]{safe(s.experiment)}/{safe(s.run_id)}[/bold]  status {safe(s.status)}")
+    console.print(f"folder: {safe(s.path)}", soft_wrap=True)
+    console.print(escape(detail["config"]))
     metrics = detail["metrics"]
     report = metrics.get("report")
     if report:
@@ -256,7 +259,7 @@ def runs_show(
             table.add_column(column, justify="left" if column == "label" else "right")
         for name, v in report["per_class"].items():
             table.add_row(
-                name,
+                safe(name),
                 _fmt(v["precision"], 3),
                 _fmt(v["recall"], 3),
                 _fmt(v["f1"], 3),
@@ -267,14 +270,14 @@ def runs_show(
         matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
         matrix.add_column("")
         for name in report["labels"]:
-            matrix.add_column(name, justify="right")
+            matrix.add_column(safe(name), justify="right")
         for name, row in zip(report["labels"], report["confusion_matrix"], strict=True):
-            matrix.add_row(name, *[str(x) for x in row])
+            matrix.add_row(safe(name), *[str(x) for x in row])
         console.print(matrix)
         console.print(f"checkpoints: {metrics.get('checkpoints')}  train: {metrics.get('train')}")
     elif detail["state"].get("error"):
-        console.print(f"[red]error:[/red] {detail['state']['error']}")
-    console.print("files: " + ", ".join(detail["files"]))
+        console.print(f"[red]error:[/red] {safe(detail['state']['error'])}")
+    console.print("files: " + ", ".join(safe(name) for name in detail["files"]))
 
 
 def _resolve_run_id(settings: Settings, run: str) -> str:
@@ -313,17 +316,21 @@ def predict(
 
 
 @app.command()
-def catalog() -> None:
+def catalog(as_json: JsonFlag = False) -> None:
     """Base models known by name, their language and where they come from."""
     from loralab.training.catalog import CATALOG
 
-    table = Table(title="base-model catalog (any local BERT-family directory works too)")
-    for column in ("name", "language", "source", "about"):
-        table.add_column(column)
-    for entry in CATALOG.values():
-        source = "PyPI package (offline)" if entry.packaged else f"hub id {entry.hub_id}"
-        table.add_row(entry.name, entry.language, source, entry.description)
-    console.print(table)
+    if as_json:
+        print_json(list(CATALOG.values()))
+        return
+    columns = (Column("name", key=True), Column("language"), Column("source"), Column("about"))
+    rows = [
+        [entry.name, entry.language,
+         "PyPI package (offline)" if entry.packaged else f"hub id {entry.hub_id}",
+         entry.description]
+        for entry in CATALOG.values()
+    ]  # fmt: skip
+    print_table("base-model catalog (any local BERT-family directory works too)", columns, rows)
 
 
 if __name__ == "__main__":  # pragma: no cover

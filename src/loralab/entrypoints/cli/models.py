@@ -10,9 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from loralab.entrypoints.cli.common import console, guard
+from loralab.entrypoints.cli.common import console, guard, open_services
 from loralab.errors import InvalidInput
-from loralab.settings import load_settings
 
 TRANSITIONS = (
     "Stages: Staging, Production, Archived (any case, exact spelling). Allowed: new -> Staging, "
@@ -30,9 +29,7 @@ Limit = Annotated[int, typer.Option(help="Results per page, 1..100 (more is an e
 
 
 def _service() -> Any:
-    from loralab.registry.service import RegistryService
-
-    return RegistryService(load_settings())
+    return open_services().registry
 
 
 def _when(stamp: float) -> str:

@@ -11,10 +11,17 @@ import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from loralab.entrypoints.cli.common import console, err_console, guard
-from loralab.settings import load_settings
+from loralab.entrypoints.cli.common import (
+    Column,
+    console,
+    err_console,
+    guard,
+    open_services,
+    print_json,
+    print_table,
+    safe,
+)
 
 if TYPE_CHECKING:
     from loralab.identity import Actor, RequestContext
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
 users_app = typer.Typer(help="Manage platform users (as the local operator).", no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="Username.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print plain JSON.")]
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from the first stdin line.")
 ]
@@ -30,16 +38,9 @@ PasswordStdin = Annotated[
 
 def open_users() -> tuple[UserService, Actor]:
     """The user service on the configured (migrated) database, and the operator acting."""
-    from loralab.audit import AuditLog
     from loralab.identity import operator_actor
-    from loralab.infra.db import Database
-    from loralab.infra.migrate import upgrade_database
-    from loralab.users import UserService
 
-    settings = load_settings()
-    upgrade_database(settings.db_url)
-    db = Database(settings.db_url, echo=settings.db.echo)
-    return UserService(db, settings.auth, AuditLog(db)), operator_actor(getpass.getuser())
+    return open_services(migrate=True).users, operator_actor(getpass.getuser())
 
 
 def cli_context() -> RequestContext:
@@ -68,21 +69,29 @@ def create(
     password = read_password(password_stdin)
     role = "admin" if admin else "user"
     view = guard(lambda: service.create_user(name, password, role, operator, cli_context()))
-    console.print(f"created {view['role']} [bold]{view['username']}[/bold]")
+    console.print(f"created {view.role} [bold]{safe(view.username)}[/bold]")
 
 
 @users_app.command("list")
-def list_() -> None:
+def list_(as_json: JsonFlag = False) -> None:
     """List every user with role and state."""
     service, operator = guard(open_users)
     users = guard(lambda: service.list_users(operator))
-    table = Table(title=f"{len(users)} users")
-    for column in ("username", "role", "state", "created"):
-        table.add_column(column)
-    for user in users:
-        state = "[red]disabled[/red]" if user["disabled"] else "active"
-        table.add_row(user["username"], user["role"], state, (user["created_at"] or "")[:19])
-    console.print(table)
+    if as_json:
+        print_json(users)
+        return
+    columns = (Column("username", key=True), Column("role"), Column("state"),
+               Column("created", droppable=True))  # fmt: skip
+    rows = [
+        [
+            safe(user.username),
+            safe(user.role),
+            "[red]disabled[/red]" if user.disabled else "active",
+            safe((user.created_at or "")[:19].replace("T", " ")),
+        ]
+        for user in users
+    ]
+    print_table(f"{len(users)} users", columns, rows)
 
 
 @users_app.command("disable")
@@ -90,7 +99,7 @@ def disable(name: NameArg) -> None:
     """Disable a user: sign-in refused, existing tokens revoked."""
     service, operator = guard(open_users)
     guard(lambda: service.set_disabled(operator, name, True, cli_context()))
-    console.print(f"disabled [bold]{name}[/bold]")
+    console.print(f"disabled [bold]{safe(name)}[/bold]")
 
 
 @users_app.command("enable")
@@ -98,7 +107,7 @@ def enable(name: NameArg) -> None:
     """Enable a disabled user again."""
     service, operator = guard(open_users)
     guard(lambda: service.set_disabled(operator, name, False, cli_context()))
-    console.print(f"enabled [bold]{name}[/bold]")
+    console.print(f"enabled [bold]{safe(name)}[/bold]")
 
 
 @users_app.command("set-role")
@@ -106,7 +115,7 @@ def set_role(name: NameArg, role: Annotated[str, typer.Argument(help="admin or u
     """Give a user the admin or the user role (revokes their tokens)."""
     service, operator = guard(open_users)
     view = guard(lambda: service.set_role(operator, name, role, cli_context()))
-    console.print(f"[bold]{name}[/bold] is now {view['role']}")
+    console.print(f"[bold]{safe(name)}[/bold] is now {view.role}")
 
 
 @users_app.command("passwd")
@@ -116,4 +125,4 @@ def passwd(name: NameArg, password_stdin: PasswordStdin = False) -> None:
     guard(lambda: service.get_user(name))
     password = read_password(password_stdin)
     guard(lambda: service.change_password(operator, name, password, cli_context()))
-    err_console.print(f"password of [bold]{name}[/bold] changed; their tokens are revoked")
+    err_console.print(f"password of [bold]{safe(name)}[/bold] changed; their tokens are revoked")

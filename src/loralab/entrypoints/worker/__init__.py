@@ -1,1 +1,1 @@
-"""Celery app factory and tasks."""
+"""The Celery worker entrypoint: the run_job task and the worker's signals."""
