@@ -31,10 +31,13 @@ def worker(
 ) -> None:
     """Run training jobs from the queue (Redis at LORALAB_QUEUE__BROKER_URL)."""
     from loralab.entrypoints.worker.app import create_celery
+    from loralab.observability.logs import configure_logging
     from loralab.settings import load_settings
 
     chosen = queues or ",".join(local_queues())
-    app = create_celery(load_settings())
+    settings = load_settings()
+    configure_logging(settings, "worker")
+    app = create_celery(settings)
     typer.echo(f"loralab worker: queues {chosen}, concurrency {concurrency}")
     app.worker_main(
         ["worker", "-Q", chosen, "--concurrency", str(concurrency), "--loglevel", loglevel]
