@@ -181,12 +181,12 @@ def main() -> None:
 
 def run(jobs: Any, db: Any, actors: list[Any], ctx: Any, request: Any, args: Any) -> dict[str, Any]:
     """Both phases; returns the figures."""
-    warm = jobs.submit(actors[0], request, ctx)["id"]
+    warm = jobs.submit(actors[0], request, ctx).task_id
     # The worker's first job imports torch and friends: not measured.
     wait_started(db, warm, timeout=300, finished=True)
     idle: list[float] = []
     for _ in range(args.idle):
-        job_id = jobs.submit(actors[0], request, ctx)["id"]
+        job_id = jobs.submit(actors[0], request, ctx).task_id
         wait_started(db, job_id, finished=True)  # the next one meets an idle worker
     idle = [latency(r) for r in rows(db) if r.id != warm and r.started_at is not None]
     before = {r.id for r in rows(db)}

@@ -85,7 +85,7 @@ def test_latest_means_the_newest_version_you_may_use_and_the_job_keeps_it(
     assert shown["version"] == "v1"
     assert {d["ref"] for d in client.get("/datasets", headers=alice).json()} == {"reviews@v1"}
     assert {d["ref"] for d in client.get("/datasets", headers=bob).json()} == {"reviews@v2"}
-    jobs = {who: train(client, token, "reviews@latest").json()["id"] for who, token in
+    jobs = {who: train(client, token, "reviews@latest").json()["task_id"] for who, token in
             (("alice", alice), ("bob", bob))}  # fmt: skip
     with found.db.session() as session:
         files = {who: session.get(Job, job).config["train_file"] for who, job in jobs.items()}

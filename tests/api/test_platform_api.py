@@ -173,7 +173,7 @@ def test_sign_in_failures_look_alike_and_are_rate_limited(platform) -> None:
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
     assert sign_in(client, "alice")  # another user is not locked out
     records, _ = found.audit.query(action="login", limit=500)
-    assert any(r["outcome"] == "denied" and r["username"] == "bob" for r in records)
+    assert any(r.outcome == "denied" and r.username == "bob" for r in records)
     logged = str(records)
     assert "not the password" not in logged and PASSWORD not in logged  # no passwords, ever
 
@@ -254,7 +254,7 @@ def test_a_user_change_is_one_change_so_none_is_half_applied(platform) -> None:
     assert empty.status_code == 422
     last_admin = client.patch("/users/root", json={"role": "user"}, headers=root)
     assert last_admin.status_code == 409
-    assert found.users.get_user("root")["role"] == "admin"
+    assert found.users.get_user("root").role == "admin"
 
 
 def test_admin_actions_and_denials_are_audited(platform) -> None:

@@ -31,6 +31,6 @@ def test_timestamps_and_details_round_trip(pg_private_db_url: str) -> None:
     log = AuditLog(db)
     append(db, log, 2)
     rows, total = log.query(since=datetime.now(timezone.utc) - timedelta(minutes=5))
-    assert total == 2 and rows[0]["detail"]["nested"] == {"ok": [1, 2]}
+    assert total == 2 and rows[0].detail["nested"] == {"ok": [1, 2]}
     assert log.verify().ok
     db.dispose()

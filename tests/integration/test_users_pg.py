@@ -43,7 +43,7 @@ def test_create_login_revoke(service: UserService) -> None:
     with pytest.raises(Conflict):
         service.create_user(alice, PW, actor=operator)
     token, view = service.login(alice, PW, RequestContext(client="192.0.2.1"))
-    assert service.authenticate(token).username == alice == view["username"]
+    assert service.authenticate(token).username == alice == view.username
     service.change_password(operator, alice, PW + "!")
     with pytest.raises(NotAuthenticated):
         service.authenticate(token)
@@ -72,8 +72,8 @@ def test_concurrent_demotions_keep_one_admin(service: UserService, pg_db_url: st
     for admin in (first, second):
         service.create_user(admin, PW, role="admin", actor=operator)
     for user in service.list_users(operator):  # other tests' admins step down
-        if user["role"] == "admin" and user["username"] not in (first, second):
-            service.set_role(operator, user["username"], "user")
+        if user.role == "admin" and user.username not in (first, second):
+            service.set_role(operator, user.username, "user")
     outcomes: list[str] = []
     barrier = threading.Barrier(2)
 
@@ -91,7 +91,7 @@ def test_concurrent_demotions_keep_one_admin(service: UserService, pg_db_url: st
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["conflict", "done"]
-    roles = {service.get_user(n)["role"] for n in (first, second)}
+    roles = {service.get_user(n).role for n in (first, second)}
     assert roles == {"admin", "user"}
     db = Database(pg_db_url)
     assert AuditLog(db).verify().ok

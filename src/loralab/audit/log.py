@@ -97,9 +97,27 @@ def _refuse_secrets(value: Any, path: str = "detail") -> None:
             _refuse_secrets(item, path)
 
 
-def record_view(row: AuditRecord) -> dict[str, Any]:
-    """A record as plain data (``at`` in ISO 8601 UTC)."""
-    return {**hashed_fields(row), "prev_hash": row.prev_hash, "hash": row.hash}
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit record as plain data (``at`` in ISO 8601 UTC, with microseconds)."""
+
+    id: int
+    at: str
+    username: str | None
+    role: str | None
+    action: str
+    target: str | None
+    outcome: str
+    client: str | None
+    request_id: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def record_view(row: AuditRecord) -> AuditEntry:
+    """The view of a record row: the fields its hash covers, and the chain hashes."""
+    return AuditEntry(**hashed_fields(row), prev_hash=row.prev_hash, hash=row.hash)
 
 
 def _fit(value: str | None, size: int) -> str | None:
@@ -215,7 +233,7 @@ class AuditLog:
         until: datetime | None = None,
         offset: int = 0,
         limit: int = 50,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[AuditEntry], int]:
         """Records matching every given filter, newest first, and how many match in all.
 
         ``limit`` is capped at 500; ``since`` is inclusive, ``until`` exclusive.

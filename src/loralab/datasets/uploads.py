@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -69,7 +70,7 @@ def upload_dataset(
     filename: str,
     stream: BinaryIO,
     spec: datasets.DataSpec,
-) -> dict[str, Any]:
+) -> UploadedDataset:
     """Validate and register an uploaded file as a new version of ``name`` owned by ``actor``.
 
     Three phases: spool and register the file (a refused file is audited as failed), record
@@ -87,11 +88,11 @@ def upload_dataset(
             f"name: {name} already has this content as a version you cannot use; "
             "upload it under another name"
         )
-    return {
-        **view(version),
-        "created": registration.created,
-        "warnings": registration.report.warning_count,
-    }
+    return UploadedDataset(
+        **_fields(version),
+        created=registration.created,
+        warnings=registration.report.warning_count,
+    )
 
 
 def _spool_and_register(
@@ -183,12 +184,53 @@ def _audit(
         )  # fmt: skip
 
 
-def view(version: DatasetVersion) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DatasetView:
+    """A dataset version as users see it: never the server's paths (``source``, ``path``)."""
+
+    name: str
+    version: str
+    ref: str
+    fingerprint: str
+    rows: int
+    label_counts: dict[str, int]
+    registered_by: str
+    registered_at: float
+    text_column: str
+    label_column: str
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VisibleDataset(DatasetView):
+    """A version a user may use, with its owner (None: registered from the CLI, shared)."""
+
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class UploadedDataset(DatasetView):
+    """The version an upload registered; ``created`` False: the content already was one."""
+
+    created: bool
+    warnings: int
+
+
+def _fields(version: DatasetVersion) -> dict[str, Any]:
     data = version.to_dict()
     data.pop("source", None)  # a server path
     data.pop("path", None)
     data["ref"] = version.ref
     return data
+
+
+def view(version: DatasetVersion) -> DatasetView:
+    """A version as users see it."""
+    return DatasetView(**_fields(version))
+
+
+def _visible_view(version: DatasetVersion, owners: dict[tuple[str, str], str]) -> VisibleDataset:
+    return VisibleDataset(**_fields(version), owner=owners.get((version.name, version.version)))
 
 
 def _owners(db: Database) -> dict[tuple[str, str], str]:
@@ -206,7 +248,7 @@ def visible(version: DatasetVersion, owners: dict[tuple[str, str], str], actor: 
     return owner is None or owner == actor.username or actor.is_admin
 
 
-def list_visible(settings: Settings, db: Database, actor: Actor) -> list[dict[str, Any]]:
+def list_visible(settings: Settings, db: Database, actor: Actor) -> list[VisibleDataset]:
     """The newest version of each dataset that the actor may see and train on (what
     ``NAME@latest`` means for them), with its owner."""
     owners = _owners(db)
@@ -215,14 +257,13 @@ def list_visible(settings: Settings, db: Database, actor: Actor) -> list[dict[st
     for name in store.names():
         seen = [v for v in store.read_versions(name) if visible(v, owners, actor)]
         newest += seen[-1:]
-    return [{**view(v), "owner": owners.get((v.name, v.version))} for v in newest]
+    return [_visible_view(v, owners) for v in newest]
 
 
-def show_visible(settings: Settings, db: Database, actor: Actor, ref: str) -> dict[str, Any]:
+def show_visible(settings: Settings, db: Database, actor: Actor, ref: str) -> VisibleDataset:
     """One version (``NAME@VERSION`` or ``NAME@latest``) if the actor may see it."""
     version = resolve_visible(settings, db, actor, ref)
-    owners = _owners(db)
-    return {**view(version), "owner": owners.get((version.name, version.version))}
+    return _visible_view(version, _owners(db))
 
 
 def _owner_ids(db: Database, name: str) -> dict[str, int]:

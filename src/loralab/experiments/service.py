@@ -62,6 +62,31 @@ class RunSummary:
     path: Path
 
 
+@dataclass(frozen=True)
+class MlflowRun:
+    """One MLflow run as users see it: params, latest metrics, tags and artifact paths (no
+    server paths: a path-like value shows as its last part)."""
+
+    run_id: str
+    experiment_id: str
+    run_name: str | None
+    status: str
+    start_time: int | None
+    end_time: int | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    artifacts: list[str]
+
+
+@dataclass(frozen=True)
+class MlflowInfo:
+    """Where tracking lives (``tracking_uri``) and where its UI is (``ui``), no credentials."""
+
+    tracking_uri: str
+    ui: str
+
+
 def train(
     settings: Settings,
     config: TrainConfig,
@@ -361,7 +386,7 @@ def latest_run(settings: Settings, experiment: str | None = None) -> RunPaths:
 MLFLOW_RUN_ID = set("0123456789abcdef")
 
 
-def mlflow_run(settings: Settings, run_id: str) -> dict[str, Any]:
+def mlflow_run(settings: Settings, run_id: str) -> MlflowRun:
     """Params, metrics (latest values) and artifact paths of one MLflow run."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -378,18 +403,18 @@ def mlflow_run(settings: Settings, run_id: str) -> dict[str, Any]:
     artifacts = [a.path for a in client.list_artifacts(run_id)]
     for folder in [a for a in client.list_artifacts(run_id) if a.is_dir]:
         artifacts += [a.path for a in client.list_artifacts(run_id, folder.path)]
-    return {
-        "run_id": run.info.run_id,
-        "experiment_id": run.info.experiment_id,
-        "run_name": run.info.run_name,
-        "status": run.info.status,
-        "start_time": run.info.start_time,
-        "end_time": run.info.end_time,
-        "params": {k: _no_path(v) for k, v in run.data.params.items()},
-        "metrics": dict(run.data.metrics),
-        "tags": {k: _no_path(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
-        "artifacts": sorted(artifacts),
-    }
+    return MlflowRun(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        run_name=run.info.run_name,
+        status=run.info.status,
+        start_time=run.info.start_time,
+        end_time=run.info.end_time,
+        params={k: _no_path(v) for k, v in run.data.params.items()},
+        metrics=dict(run.data.metrics),
+        tags={k: _no_path(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        artifacts=sorted(artifacts),
+    )
 
 
 def _no_path(value: str) -> str:
@@ -397,7 +422,7 @@ def _no_path(value: str) -> str:
     return Path(value).name if value.startswith("/") else value
 
 
-def mlflow_info(settings: Settings) -> dict[str, Any]:
+def mlflow_info(settings: Settings) -> MlflowInfo:
     """Where tracking lives, for users (no credentials: any user:password@ part is dropped)."""
     from urllib.parse import urlsplit, urlunsplit
 
@@ -415,4 +440,4 @@ def mlflow_info(settings: Settings) -> dict[str, Any]:
             parts.scheme + ":" + ("///<results home>/mlflow.db" if parts.scheme == "sqlite" else "")
         )
         ui = f"http://127.0.0.1:{settings.mlflow.ui_port} (make mlflow-ui)"
-    return {"tracking_uri": uri, "ui": ui}
+    return MlflowInfo(tracking_uri=uri, ui=ui)

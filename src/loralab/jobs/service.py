@@ -33,6 +33,7 @@ from loralab.infra.db import Database, Job, User, UTCDateTime, utcnow
 from loralab.infra.queue import JobQueue
 from loralab.jobs import states
 from loralab.jobs.requests import TrainRequest, to_train_config
+from loralab.jobs.views import JobView, ProgressView, StepView
 from loralab.settings import Settings
 
 log = logging.getLogger("loralab.jobs")
@@ -58,7 +59,7 @@ class JobService:
         self.audit = audit
 
     # -- users ---------------------------------------------------------------------------------
-    def submit(self, actor: Actor, request: TrainRequest, ctx: RequestContext) -> dict[str, Any]:
+    def submit(self, actor: Actor, request: TrainRequest, ctx: RequestContext) -> JobView:
         """Queue a training job for ``actor``; at most ``max_active_per_user`` active jobs.
 
         Datasets must be visible to the actor (theirs, shared, or any for an admin); one that
@@ -86,7 +87,7 @@ class JobService:
         with self.db.session() as session:  # the row as inserted: only its position is read
             return self._view(session, row, owner=actor.username)
 
-    def get(self, actor: Actor, job_id: str) -> dict[str, Any]:
+    def get(self, actor: Actor, job_id: str) -> JobView:
         """One job, for its owner or an admin; anyone else gets the same NotFound as a typo."""
         with self.db.session() as session:
             row = self._visible(session, actor, job_id)
@@ -99,7 +100,7 @@ class JobService:
         state: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobView]:
         """The actor's jobs, newest first; admins may name another user."""
         if state is not None and state not in states.ALL_STATES:
             raise InvalidInput(
@@ -121,7 +122,7 @@ class JobService:
             query = query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
             return [self._view(session, row) for row in session.scalars(query)]
 
-    def cancel(self, actor: Actor, job_id: str, ctx: RequestContext) -> dict[str, Any]:
+    def cancel(self, actor: Actor, job_id: str, ctx: RequestContext) -> JobView:
         """Queued: cancelled at once. Running: the worker stops at its next step and ends the
         job cancelled. Finished: Conflict."""
         with self.db.session() as session:
@@ -245,42 +246,42 @@ class JobService:
             detail=detail,
         )  # fmt: skip
 
-    def _view_of(self, job_id: str) -> dict[str, Any]:
+    def _view_of(self, job_id: str) -> JobView:
         with self.db.session() as session:
             row = session.get(Job, job_id)
             if row is None:  # pragma: no cover - just written
                 raise NotFound(f"no job {job_id!r}")
             return self._view(session, row)
 
-    def _view(self, session: Session, row: Job, owner: str | None = None) -> dict[str, Any]:
+    def _view(self, session: Session, row: Job, owner: str | None = None) -> JobView:
         """What the API and the UI show of a job (``owner``: the owner's name, when known)."""
         if owner is None:
             owner = session.scalar(select(User.username).where(User.id == row.owner_id))
         progress = dict(row.progress or {})
-        return {
-            "id": row.id,
-            "task_id": row.id,
-            "owner": owner,
-            "state": row.state,
-            "steps": states.stepper({"state": row.state, "last_step": progress.get("stage")}),
-            "progress": {
-                k: progress.get(k) for k in ("epoch", "step", "total_steps", "percent", "loss")
-            },
-            "error": row.error,
-            "cancel_requested": bool(row.cancel_requested),
-            "experiment": row.config.get("experiment"),
-            "base_model": str(row.config.get("base_model", "")),  # a name, never a path
-            "model_name": row.model_name,
-            "run_id": row.run_id,
-            "mlflow_run_id": row.mlflow_run_id,
-            "model_version": row.model_version,
-            "queue": row.queue,
-            "attempts": row.attempts,
-            "created_at": _iso(row.created_at),
-            "started_at": _iso(row.started_at),
-            "finished_at": _iso(row.finished_at),
-            "queue_position": self._position(session, row) if row.state == states.QUEUED else None,
-        }
+        steps = states.stepper({"state": row.state, "last_step": progress.get("stage")})
+        return JobView(
+            task_id=row.id,
+            owner=owner,
+            state=row.state,
+            steps=[StepView(name=s["name"], status=s["status"]) for s in steps],
+            progress=ProgressView(
+                **{k: progress.get(k) for k in ("epoch", "step", "total_steps", "percent", "loss")}
+            ),
+            error=row.error,
+            cancel_requested=bool(row.cancel_requested),
+            experiment=row.config.get("experiment"),
+            base_model=str(row.config.get("base_model", "")),  # a name, never a path
+            model_name=row.model_name,
+            run_id=row.run_id,
+            mlflow_run_id=row.mlflow_run_id,
+            model_version=row.model_version,
+            queue=row.queue,
+            attempts=row.attempts,
+            created_at=_iso(row.created_at),
+            started_at=_iso(row.started_at),
+            finished_at=_iso(row.finished_at),
+            queue_position=self._position(session, row) if row.state == states.QUEUED else None,
+        )
 
     def _position(self, session: Session, row: Job) -> int:
         """1 for the next job of its queue to start."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,16 +39,28 @@ PASSWORD_MIN, PASSWORD_MAX = 12, 256
 BAD_SIGN_IN = "invalid username or password"
 
 
-def user_view(user: User) -> dict[str, Any]:
-    """A user as plain data, never with the password hash."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "role": user.role,
-        "disabled": user.disabled,
-        "created_at": user.created_at.isoformat() if user.created_at else None,
-        "updated_at": user.updated_at.isoformat() if user.updated_at else None,
-    }
+@dataclass(frozen=True)
+class UserView:
+    """A user as plain data, never with the password hash. Times are ISO 8601 in UTC."""
+
+    id: int
+    username: str
+    role: str
+    disabled: bool
+    created_at: str | None
+    updated_at: str | None
+
+
+def user_view(user: User) -> UserView:
+    """The view of a user row."""
+    return UserView(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        disabled=user.disabled,
+        created_at=user.created_at.isoformat() if user.created_at else None,
+        updated_at=user.updated_at.isoformat() if user.updated_at else None,
+    )
 
 
 def validate_username(username: str) -> str:
@@ -135,7 +148,7 @@ class UserService:
         role: str = "user",
         actor: Actor | None = None,
         ctx: RequestContext = RequestContext(),
-    ) -> dict[str, Any]:
+    ) -> UserView:
         """Create a user (admins only; ``actor`` None is the system itself).
 
         InvalidInput naming the field; Conflict if the name is taken.
@@ -163,12 +176,12 @@ class UserService:
             raise Conflict(f"a user named {username!r} already exists") from None
         return user
 
-    def get_user(self, username: str) -> dict[str, Any]:
+    def get_user(self, username: str) -> UserView:
         """One user's view; NotFound if there is none."""
         with self._db.session() as session:
             return user_view(self._find(session, username))
 
-    def list_users(self, actor: Actor) -> list[dict[str, Any]]:
+    def list_users(self, actor: Actor) -> list[UserView]:
         """Every user, by name (admins only)."""
         self._require_admin(actor, "user.list", "*", RequestContext())
         with self._db.session() as session:
@@ -178,7 +191,7 @@ class UserService:
 
     def login(
         self, username: str, password: str, ctx: RequestContext = RequestContext()
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, UserView]:
         """A token and the user's view for the right password.
 
         An unknown user, a wrong password and a disabled user all get the same
@@ -218,7 +231,7 @@ class UserService:
 
     def _check_credentials(
         self, session: Session, username: str, password: str, ctx: RequestContext
-    ) -> tuple[str, dict[str, Any]] | None:
+    ) -> tuple[str, UserView] | None:
         user = session.scalar(select(User).where(User.username == username))
         matched = verify_password(user.password_hash if user else None, password)
         reason = (
@@ -283,7 +296,7 @@ class UserService:
 
     def set_role(
         self, actor: Actor, username: str, role: str, ctx: RequestContext = RequestContext()
-    ) -> dict[str, Any]:
+    ) -> UserView:
         """Make a user an admin or a plain user (admins only; the last admin stays admin)."""
         validate_role(role)
         self._require_admin(actor, "user.role", username, ctx)
@@ -302,7 +315,7 @@ class UserService:
 
     def set_disabled(
         self, actor: Actor, username: str, disabled: bool, ctx: RequestContext = RequestContext()
-    ) -> dict[str, Any]:
+    ) -> UserView:
         """Disable or enable a user (admins only; the last active admin cannot be disabled)."""
         action = "user.disable" if disabled else "user.enable"
         self._require_admin(actor, action, username, ctx)
@@ -318,7 +331,7 @@ class UserService:
             self._record(session, actor, action, ctx, username)
             return user_view(user)
 
-    def bootstrap_admin(self, auth: AuthSettings | None = None) -> dict[str, Any] | None:
+    def bootstrap_admin(self, auth: AuthSettings | None = None) -> UserView | None:
         """Create ``auth.bootstrap_admin`` when no admin exists yet; None when nothing was
         created (not configured, or an admin already exists). Safe to call at every start."""
         auth = auth or self._auth

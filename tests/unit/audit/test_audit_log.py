@@ -24,11 +24,11 @@ def test_records_chain_from_genesis(db: Database) -> None:
     append(db, log, 3)
     rows, total = log.query(limit=10)
     assert total == 3
-    oldest, *_, newest = sorted(rows, key=lambda r: r["id"])
-    assert [r["id"] for r in rows] == [3, 2, 1]  # newest first
-    assert oldest["prev_hash"] == GENESIS_HASH
-    assert rows[0]["prev_hash"] == rows[1]["hash"]
-    assert newest["detail"] == {"n": 2, "nested": {"ok": [1, 2]}}
+    oldest, *_, newest = sorted(rows, key=lambda r: r.id)
+    assert [r.id for r in rows] == [3, 2, 1]  # newest first
+    assert oldest.prev_hash == GENESIS_HASH
+    assert rows[0].prev_hash == rows[1].hash
+    assert newest.detail == {"n": 2, "nested": {"ok": [1, 2]}}
     assert log.verify().ok and log.verify().checked == 3
 
 
@@ -116,11 +116,11 @@ def test_query_filters_pages_and_caps(db: Database) -> None:
     assert log.query(username="ann")[1] == 2
     assert log.query(action="login", username="bob")[1] == 0
     rows, total = log.query(since=now - timedelta(minutes=90))
-    assert total == 2 and {r["action"] for r in rows} == {"login", "user.create"}
+    assert total == 2 and {r.action for r in rows} == {"login", "user.create"}
     rows, total = log.query(until=now - timedelta(minutes=90))
-    assert total == 1 and rows[0]["outcome"] == "denied"
+    assert total == 1 and rows[0].outcome == "denied"
     rows, total = log.query(offset=1, limit=1)
-    assert total == 3 and [r["id"] for r in rows] == [2]
+    assert total == 3 and [r.id for r in rows] == [2]
     raw(db, "DELETE FROM audit_log")
     AuditLog(db).record  # noqa: B018 - unchanged object, still usable
     append(db, AuditLog(db), 520)

@@ -15,6 +15,7 @@ from loralab.errors import InvalidInput
 from loralab.infra.db import Database, DatasetRecord, Job
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
+from loralab.jobs.views import JobView
 from loralab.settings import Settings
 
 MISSING = "nothere@v1"
@@ -54,7 +55,7 @@ def upload(
     return version.ref
 
 
-def train(jobs: JobService, who: Who, train_file: str, **fields: str) -> dict[str, object]:
+def train(jobs: JobService, who: Who, train_file: str, **fields: str) -> JobView:
     request = TrainRequest(train_file=train_file, base_model="tiny-bert", **fields)  # type: ignore[arg-type]
     return jobs.submit(who, request, Ctx())
 
@@ -108,7 +109,7 @@ def test_the_validation_file_is_checked_too(
     assert got.startswith("validation_file: no dataset")
     assert got.replace(mine, "REF") == missing.replace(MISSING, "REF")
     view = train(jobs, people["alice"], shared, validation_file=mine)
-    assert pinned(db, view["id"]) == (shared, mine)
+    assert pinned(db, view.task_id) == (shared, mine)
 
 
 def test_owner_admin_and_shared_versions_are_allowed(
@@ -121,9 +122,9 @@ def test_owner_admin_and_shared_versions_are_allowed(
     shared: str,
 ) -> None:
     mine = upload(settings, db, tiny_bert, tmp_path, people["alice"], "mine", seed=1)
-    assert train(jobs, people["alice"], mine)["state"] == "queued"
-    assert train(jobs, people["root"], mine)["state"] == "queued"  # an admin: any version
-    assert train(jobs, people["bob"], shared)["state"] == "queued"  # registered from the CLI
+    assert train(jobs, people["alice"], mine).state == "queued"
+    assert train(jobs, people["root"], mine).state == "queued"  # an admin: any version
+    assert train(jobs, people["bob"], shared).state == "queued"  # registered from the CLI
 
 
 def test_latest_is_the_newest_version_the_user_may_see_and_the_job_is_pinned_to_it(
@@ -140,7 +141,7 @@ def test_latest_is_the_newest_version_the_user_may_see_and_the_job_is_pinned_to_
     latest = f"{DATASET}@latest"
     for who, expected in (("bob", shared), ("alice", newer), ("root", newer)):
         view = train(jobs, people[who], latest)
-        assert pinned(db, view["id"]) == (expected, None), who
+        assert pinned(db, view.task_id) == (expected, None), who
     message = refusal(jobs, people["bob"], f"{DATASET}@v9")
     assert "versions you may use: v1)" in message  # alice's v2 is not even named
 

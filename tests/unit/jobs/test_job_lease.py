@@ -25,7 +25,7 @@ def job_id(
 ) -> str:
     ref = register_dataset(settings, tiny_bert, tmp_path)
     request = TrainRequest(train_file=ref, base_model="tiny-bert")
-    return str(jobs.submit(people["alice"], request, Ctx())["id"])
+    return str(jobs.submit(people["alice"], request, Ctx()).task_id)
 
 
 def age(db: Database, job_id: str, seconds: float, **values: object) -> None:
@@ -101,9 +101,9 @@ def test_recovery_requeues_dead_running_and_forgotten_queued_jobs_only(
     queue: FakeQueue,
 ) -> None:
     request = TrainRequest(train_file="reviews@latest", base_model="tiny-bert")
-    alive = str(jobs.submit(people["bob"], request, Ctx())["id"])
-    forgotten = str(jobs.submit(people["bob"], request, Ctx())["id"])
-    fresh = str(jobs.submit(people["root"], request, Ctx())["id"])
+    alive = str(jobs.submit(people["bob"], request, Ctx()).task_id)
+    forgotten = str(jobs.submit(people["bob"], request, Ctx()).task_id)
+    fresh = str(jobs.submit(people["root"], request, Ctx()).task_id)
     stale = settings.queue.stale_after_seconds + 5
     for running in (job_id, alive):
         assert claim_job(db, settings.queue, running, f"w-{running}") is not None

@@ -37,15 +37,15 @@ def test_submit_queues_after_commit_and_audits(
     jobs: JobService, people: dict[str, Who], queue: FakeQueue, audit: FakeAudit, ref: str
 ) -> None:
     view = jobs.submit(people["alice"], request(ref, device="cuda", model_name="m1"), Ctx())
-    assert view["state"] == "queued" and view["owner"] == "alice"
-    assert view["task_id"] == view["id"] and view["queue"] == "cuda"
-    assert view["queue_position"] == 1 and view["attempts"] == 0
-    assert view["base_model"] == "tiny-bert" and view["model_name"] == "m1"
-    assert [s["status"] for s in view["steps"]][:2] == ["current", "pending"]
-    assert queue.sent == [(view["id"], "cuda")]
+    assert view.state == "queued" and view.owner == "alice"
+    assert len(view.task_id) == 36 and view.queue == "cuda"
+    assert view.queue_position == 1 and view.attempts == 0
+    assert view.base_model == "tiny-bert" and view.model_name == "m1"
+    assert [s.status for s in view.steps][:2] == ["current", "pending"]
+    assert queue.sent == [(view.task_id, "cuda")]
     assert audit.records[-1]["action"] == "job.submit"
     assert audit.records[-1]["outcome"] == "allowed" and audit.records[-1]["username"] == "alice"
-    assert audit.records[-1]["target"] == f"job:{view['id']}"
+    assert audit.records[-1]["target"] == f"job:{view.task_id}"
 
 
 def test_queue_follows_the_device_and_positions_count_up(
@@ -54,8 +54,8 @@ def test_queue_follows_the_device_and_positions_count_up(
     first = jobs.submit(people["alice"], request(ref), Ctx())
     second = jobs.submit(people["bob"], request(ref, device="cpu"), Ctx())
     mps = jobs.submit(people["bob"], request(ref, device="mps"), Ctx())
-    assert (first["queue"], second["queue"], mps["queue"]) == ("cpu", "cpu", "mps")
-    assert second["queue_position"] == 2 and mps["queue_position"] == 1
+    assert (first.queue, second.queue, mps.queue) == ("cpu", "cpu", "mps")
+    assert second.queue_position == 2 and mps.queue_position == 1
 
 
 def test_per_user_limit_of_active_jobs(
@@ -67,7 +67,7 @@ def test_per_user_limit_of_active_jobs(
     ref: str,
 ) -> None:
     alice = people["alice"]
-    ids = [jobs.submit(alice, request(ref), Ctx())["id"] for _ in range(3)]
+    ids = [jobs.submit(alice, request(ref), Ctx()).task_id for _ in range(3)]
     with pytest.raises(TooManyRequests, match="3 active jobs") as err:
         jobs.submit(alice, request(ref), Ctx())
     assert err.value.retry_after
@@ -91,15 +91,15 @@ def test_a_broker_outage_leaves_the_job_queued_for_recovery(
 ) -> None:
     queue.broken = True
     view = jobs.submit(people["alice"], request(ref), Ctx())
-    assert view["state"] == "queued"
+    assert view.state == "queued"
 
 
 def test_owner_and_admin_see_a_job_others_get_the_same_not_found(
     jobs: JobService, people: dict[str, Who], ref: str
 ) -> None:
-    job_id = jobs.submit(people["alice"], request(ref), Ctx())["id"]
-    assert jobs.get(people["alice"], job_id)["id"] == job_id
-    assert jobs.get(people["root"], job_id)["owner"] == "alice"
+    job_id = jobs.submit(people["alice"], request(ref), Ctx()).task_id
+    assert jobs.get(people["alice"], job_id).task_id == job_id
+    assert jobs.get(people["root"], job_id).owner == "alice"
     with pytest.raises(NotFound) as other:
         jobs.get(people["bob"], job_id)
     missing_id = "00000000-0000-0000-0000-000000000000"
@@ -113,14 +113,14 @@ def test_owner_and_admin_see_a_job_others_get_the_same_not_found(
 def test_listing_own_jobs_and_admin_listing_others(
     jobs: JobService, people: dict[str, Who], db: Database, ref: str
 ) -> None:
-    a1 = jobs.submit(people["alice"], request(ref), Ctx())["id"]
-    a2 = jobs.submit(people["alice"], request(ref), Ctx())["id"]
+    a1 = jobs.submit(people["alice"], request(ref), Ctx()).task_id
+    a2 = jobs.submit(people["alice"], request(ref), Ctx()).task_id
     jobs.submit(people["bob"], request(ref), Ctx())
     set_state(db, a1, "failed")
-    assert {j["id"] for j in jobs.list(people["alice"])} == {a1, a2}
-    assert [j["id"] for j in jobs.list(people["alice"], state="failed")] == [a1]
+    assert {j.task_id for j in jobs.list(people["alice"])} == {a1, a2}
+    assert [j.task_id for j in jobs.list(people["alice"], state="failed")] == [a1]
     assert len(jobs.list(people["alice"], user="alice", limit=1)) == 1
-    assert {j["owner"] for j in jobs.list(people["root"], user="alice")} == {"alice"}
+    assert {j.owner for j in jobs.list(people["root"], user="alice")} == {"alice"}
     assert jobs.list(people["root"]) == []
     with pytest.raises(PermissionDenied):
         jobs.list(people["bob"], user="alice")
@@ -132,14 +132,14 @@ def test_cancel_queued_at_once_running_by_request_finished_conflict(
     jobs: JobService, people: dict[str, Who], db: Database, audit: FakeAudit, ref: str
 ) -> None:
     alice = people["alice"]
-    queued = jobs.submit(alice, request(ref), Ctx())["id"]
+    queued = jobs.submit(alice, request(ref), Ctx()).task_id
     view = jobs.cancel(alice, queued, Ctx())
-    assert view["state"] == "cancelled" and view["finished_at"]
+    assert view.state == "cancelled" and view.finished_at
     assert audit.records[-1]["action"] == "job.cancel"
-    running = jobs.submit(alice, request(ref), Ctx())["id"]
+    running = jobs.submit(alice, request(ref), Ctx()).task_id
     set_state(db, running, "training")
     view = jobs.cancel(people["root"], running, Ctx())  # an admin may cancel any job
-    assert view["state"] == "training" and view["cancel_requested"] is True
+    assert view.state == "training" and view.cancel_requested is True
     with pytest.raises(Conflict, match="already cancelled"):
         jobs.cancel(alice, queued, Ctx())
     assert audit.records[-1]["outcome"] == "denied"
@@ -157,7 +157,7 @@ def test_concurrent_submits_never_pass_the_per_user_limit(
     def submit(_: int) -> str:
         start.wait()
         try:
-            return str(jobs.submit(alice, request(ref), Ctx())["id"])
+            return str(jobs.submit(alice, request(ref), Ctx()).task_id)
         except TooManyRequests:
             return "refused"
 

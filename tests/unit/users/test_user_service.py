@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -73,15 +74,16 @@ def admin(svc: UserService) -> Actor:
 
 def test_create_login_authenticate(svc: UserService, audit: AuditLog, admin: Actor) -> None:
     view = svc.create_user("alice", PW, actor=admin, ctx=CTX)
-    assert view["role"] == "user" and not view["disabled"]
-    assert "password_hash" not in view and not any(PW in str(v) for v in view.values())
+    assert view.role == "user" and not view.disabled
+    shown = asdict(view)
+    assert "password_hash" not in shown and not any(PW in str(v) for v in shown.values())
     token, user = svc.login("alice", PW, CTX)
     assert user == svc.get_user("alice")
     actor = svc.authenticate(token)
     assert (actor.username, actor.role, actor.is_admin) == ("alice", "user", False)
     rows, _ = audit.query(action="user.create")
-    assert rows[0]["target"] == "alice" and rows[0]["username"] == "root"
-    assert rows[0]["client"] == "10.0.0.1" and rows[0]["request_id"] == "req-1"
+    assert rows[0].target == "alice" and rows[0].username == "root"
+    assert rows[0].client == "10.0.0.1" and rows[0].request_id == "req-1"
     assert audit.verify().ok
 
 
@@ -100,8 +102,8 @@ def test_every_sign_in_attempt_is_audited_with_one_message(
     assert str(unknown.value) == "invalid username or password"
     rows, total = audit.query(action="login")
     assert total == 4  # root's sign-in in the fixture, then three denied
-    assert [r["outcome"] for r in rows[:3]] == ["denied"] * 3
-    assert [r["detail"]["reason"] for r in rows[:3]] == ["disabled", "wrong password",
+    assert [r.outcome for r in rows[:3]] == ["denied"] * 3
+    assert [r.detail["reason"] for r in rows[:3]] == ["disabled", "wrong password",
                                                          "unknown user"]  # fmt: skip
     assert all(PW not in str(r) for r in rows)
 
@@ -170,10 +172,10 @@ def test_admin_only_operations(svc: UserService, admin: Actor, audit: AuditLog) 
     ):
         with pytest.raises(PermissionDenied):
             attempt()
-    assert [u["username"] for u in svc.list_users(admin)] == ["alice", "root"]
-    assert svc.get_user("alice")["role"] == "user"
-    denied = [r for r in audit.query(limit=100)[0] if r["outcome"] == "denied"]
-    assert {r["action"] for r in denied} == {"user.create", "user.role", "user.disable",
+    assert [u.username for u in svc.list_users(admin)] == ["alice", "root"]
+    assert svc.get_user("alice").role == "user"
+    denied = [r for r in audit.query(limit=100)[0] if r.outcome == "denied"]
+    assert {r.action for r in denied} == {"user.create", "user.role", "user.disable",
                                              "user.list"}  # fmt: skip
 
 
@@ -188,7 +190,7 @@ def test_last_admin_is_protected(svc: UserService, admin: Actor) -> None:
         svc.set_role(admin, "root", "user")
     svc.set_disabled(admin, "second", False)
     svc.set_role(admin, "root", "user")
-    assert svc.get_user("root")["role"] == "user"
+    assert svc.get_user("root").role == "user"
 
 
 @pytest.mark.parametrize(
@@ -224,14 +226,15 @@ def test_cli_operator_acts_as_admin(svc: UserService, audit: AuditLog) -> None:
     svc.set_role(operator, "alice", "admin")
     svc.change_password(operator, "alice", PW + "reset")
     row = audit.query(action="user.role")[0][0]
-    assert (row["username"], row["role"]) == ("cli:bob", "admin")
+    assert (row.username, row.role) == ("cli:bob", "admin")
 
 
 def test_bootstrap_admin_is_idempotent(svc: UserService, auth: AuthSettings) -> None:
     assert svc.bootstrap_admin() is None  # not configured
     boot = auth.model_copy(update={"bootstrap_admin": "boss",
                                    "bootstrap_password": SecretStr(PW)})  # fmt: skip
-    assert svc.bootstrap_admin(boot)["role"] == "admin"  # type: ignore[index]
+    created = svc.bootstrap_admin(boot)
+    assert created is not None and created.role == "admin"
     assert svc.bootstrap_admin(boot) is None
     assert svc.authenticate(svc.login("boss", PW, CTX)[0]).is_admin
     nopw = auth.model_copy(update={"bootstrap_admin": "boss2", "bootstrap_password": None})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import text
@@ -29,6 +28,7 @@ from loralab.entrypoints.api.routes import (
     progress,
     users,
 )
+from loralab.entrypoints.api.schemas import HealthResponse, ModelHealth, errors
 from loralab.entrypoints.api.serving_app import body_limit, serving_lifespan
 from loralab.settings import Settings
 
@@ -71,16 +71,18 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (auth, users, jobs, progress, experiments, datasets, models, audit):
         app.include_router(module.router)
-    app.include_router(predict_router(), dependencies=[Depends(get_current_user)])
+    app.include_router(
+        predict_router(), dependencies=[Depends(get_current_user)], responses=errors(401)
+    )
 
     @app.get("/health", tags=["monitoring"], summary="Database, broker and model status")
-    def health(request: Request) -> dict[str, Any]:
+    def health(request: Request) -> HealthResponse:
         return platform_health(services(request))
 
     return app
 
 
-def platform_health(found: Services) -> dict[str, Any]:
+def platform_health(found: Services) -> HealthResponse:
     """Each part's state; ``status`` is ok only when the database answers."""
     try:
         with found.db.session() as session:
@@ -88,12 +90,12 @@ def platform_health(found: Services) -> dict[str, Any]:
         database = "ok"
     except Exception as err:  # noqa: BLE001 - reported, not raised
         database = f"error: {type(err).__name__}"
-    return {
-        "status": "ok" if database == "ok" else "degraded",
-        "database": database,
-        "broker": broker_state(found.settings),
-        "model": found.predictions.health(),
-    }
+    return HealthResponse(
+        status="ok" if database == "ok" else "degraded",
+        database=database,
+        broker=broker_state(found.settings),
+        model=ModelHealth.model_validate(found.predictions.health()),
+    )
 
 
 def broker_state(settings: Settings) -> str:

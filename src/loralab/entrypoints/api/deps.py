@@ -8,7 +8,7 @@ service, so the CLI and worker obey it too).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loralab.bootstrap import Services
 from loralab.errors import NotAuthenticated, PermissionDenied
 from loralab.identity import Actor, RequestContext
+from loralab.jobs.views import JobView
 
 bearer = HTTPBearer(auto_error=False, description="A token from POST /login")
 
@@ -65,9 +66,9 @@ def check_admin(request: Request, actor: CurrentUser, ctx: Context) -> Actor:
 Admin = Annotated[Actor, Depends(check_admin)]
 
 
-def check_task_owner(task_id: str, request: Request, actor: CurrentUser) -> dict[str, Any]:
+def check_task_owner(task_id: str, request: Request, actor: CurrentUser) -> JobView:
     """The job ``task_id`` as its owner (or an admin) sees it; NotFound for anyone else."""
     return services(request).jobs.get(actor, task_id)
 
 
-OwnedTask = Annotated[dict[str, Any], Depends(check_task_owner)]
+OwnedTask = Annotated[JobView, Depends(check_task_owner)]

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from loralab.observability.logs import bind_request
 from loralab.observability.metrics import CONTENT_TYPE, Metrics
@@ -61,6 +61,12 @@ def install_common(app: FastAPI, metrics: Metrics, max_body_bytes: int) -> None:
         response.headers[REQUEST_ID] = request.state.request_id
         return response
 
-    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["monitoring"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
