@@ -20,9 +20,11 @@ from loralab.observability.jobs_table import (
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture()
-def db(sqlite_db_url: str) -> Database:
-    database = Database(sqlite_db_url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """A fresh migrated database of each kind (durations are computed in SQL, per dialect)."""
+    name = "sqlite_db_url" if request.param == "sqlite" else "pg_private_db_url"
+    database = Database(request.getfixturevalue(name))
     with database.session() as session:
         session.add(User(id=1, username="alice", password_hash="x", role="user"))
     return database
@@ -61,7 +63,7 @@ def test_outcomes_are_counted_per_queue_and_reason(db: Database) -> None:
     add_job(db, "cpu", "failed", 10, failure_reason="data")
     add_job(db, "cpu", "failed", 10)  # an old row: no reason recorded
     add_job(db, "cpu", "cancelled", 5)
-    add_job(db, "cpu", "failed", 10, failure_reason="alice's /srv/path")  # never a label
+    add_job(db, "cpu", "failed", 10, failure_reason="/srv/x")  # never a label
     r = scrape(db)
     assert r.get_sample_value("task_success_total", {"queue": "cpu"}) == 2
     assert r.get_sample_value("task_success_total", {"queue": "mps"}) == 0
