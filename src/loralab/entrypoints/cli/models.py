@@ -8,9 +8,16 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from loralab.entrypoints.cli.common import console, guard, open_services
+from loralab.entrypoints.cli.common import (
+    Column,
+    console,
+    guard,
+    open_services,
+    print_json,
+    print_table,
+    safe,
+)
 from loralab.errors import InvalidInput
 
 TRANSITIONS = (
@@ -51,27 +58,36 @@ def _summary(card: Any) -> dict[str, Any]:
 
 
 def _cards_table(cards: list[Any], title: str, scores: list[Any] | None = None) -> None:
-    table = Table(title=title)
-    for column in ("model", "stage", "base model", "lang", "task", "accuracy", "dataset"):
-        table.add_column(column)
+    """Model refs, stages and dataset versions in full; on a narrow terminal the other columns
+    fold, and the reasons, accuracy, task, language and base model go (in that order)."""
+    columns = [
+        Column("model", key=True),
+        Column("stage", key=True),
+        Column("base model", droppable=True),
+        Column("lang", droppable=True),
+        Column("task", droppable=True),
+        Column("accuracy", droppable=True, justify="right"),
+        Column("dataset", key=True),
+    ]
     if scores is not None:
-        table.add_column("score")
-        table.add_column("why")
+        columns += [Column("score", justify="right"), Column("why", droppable=True)]
+    rows = []
     for i, card in enumerate(cards):
         acc = card.metrics.get("accuracy")
+        dataset = card.dataset.name + (f"@{card.dataset.version}" if card.dataset.version else "")
         row = [
             card.ref,
             card.stage.value,
-            card.base_model,
-            card.language,
-            card.task,
+            safe(card.base_model),
+            safe(card.language),
+            safe(card.task),
             "" if acc is None else f"{acc:.4f}",
-            card.dataset.name + (f"@{card.dataset.version}" if card.dataset.version else ""),
+            safe(dataset),
         ]
         if scores is not None:
-            row += [f"{scores[i].score:.3f}", "; ".join(scores[i].reasons)]
-        table.add_row(*row)
-    console.print(table)
+            row += [f"{scores[i].score:.3f}", safe("; ".join(scores[i].reasons))]
+        rows.append(row)
+    print_table(title, columns, rows)
 
 
 def _parse_pairs(values: list[str], what: str, numeric: bool = False) -> dict[str, Any]:
@@ -121,16 +137,13 @@ def _search(
     )
     page = _service().search(query)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "total": page.total,
-                    "offset": page.offset,
-                    "limit": page.limit,
-                    "items": [_summary(c) for c in page.items],
-                },
-                indent=1,
-            )
+        print_json(
+            {
+                "total": page.total,
+                "offset": page.offset,
+                "limit": page.limit,
+                "items": [_summary(c) for c in page.items],
+            }
         )
         return
     end = page.offset + len(page.items)
@@ -207,45 +220,30 @@ def recommend(
     """Recommend models by embedding similarity: give exactly one of NEED, --like, --dataset."""
 
     def act() -> None:
-        if sum(x is not None for x in (need, like, dataset)) != 1:
-            raise InvalidInput("give exactly one of: a NEED text, --like NAME@VERSION, --dataset")
-        service = _service()
-        start = start_from = None
-        if need is not None:
-            results = service.recommend_text(need, limit)
-        elif like is not None:
-            results = service.recommend_similar(like, limit)
-        else:
-            found = service.recommend_for_registered_dataset(str(dataset), limit)
-            results, start, start_from = (
-                found.results,
-                found.starting_point,
-                found.starting_point_from,
-            )
+        found = _service().recommend(text=need, like=like, dataset=dataset, limit=limit)
         if as_json:
-            print(
-                json.dumps(
-                    {
-                        "results": [
-                            {**_summary(r.card), "score": r.score, "reasons": r.reasons}
-                            for r in results
-                        ],
-                        "starting_point": start,
-                        "starting_point_from": start_from,
-                    },
-                    indent=1,
-                )
-            )
+            results = [
+                {**_summary(r.card), "score": r.score, "reasons": r.reasons} for r in found.results
+            ]
+            answer = {
+                "results": results,
+                "starting_point": found.starting_point,
+                "starting_point_from": found.starting_point_from,
+            }
+            print_json(answer)
             return
-        _cards_table([r.card for r in results], "recommended models", results)
-        if start is not None:
-            console.print(f"starting point (settings of {start_from}): {json.dumps(start)}")
+        _cards_table([r.card for r in found.results], "recommended models", found.results)
+        if found.starting_point is not None:
+            start = safe(json.dumps(found.starting_point))
+            console.print(f"starting point (settings of {found.starting_point_from}): {start}")
 
     guard(act)
 
 
 @models_app.command("show")
-def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")]) -> None:
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")], as_json: JsonFlag = False
+) -> None:
     """A model's versions and stages, or one version's summary."""
 
     def act() -> None:
@@ -255,30 +253,37 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")]) -> N
         service = _service()
         if "@" in ref:
             card = service.get_card(ref)
-            console.print_json(
-                json.dumps(
-                    {
-                        **_summary(card),
-                        "labels": card.labels,
-                        "description": card.description,
-                        "tags": card.tags,
-                        "lora": card.lora.model_dump(),
-                        "training": card.training,
-                    }
-                )
-            )
+            details = {
+                **_summary(card),
+                "run_id": card.run_id,
+                "labels": card.labels,
+                "description": card.description,
+                "tags": card.tags,
+                "lora": card.lora.model_dump(),
+                "training": card.training,
+            }
+            if as_json:
+                print_json(details)
+            else:
+                console.print_json(json.dumps(details))
             return
         page = service.search(SearchQuery(name=ref, sort="version", limit=100))
         if not page.total:
             raise NotFound(f"no registered model {ref!r}")
+        if as_json:
+            items = [_summary(c) for c in page.items]
+            print_json({"name": ref, "total": page.total, "items": items})
+            return
         _cards_table(page.items, f"{ref}: {page.total} version(s)")
 
     guard(act)
 
 
 @models_app.command("card")
-def card(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")]) -> None:
-    """Print the model card (JSON)."""
+def card(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_json: JsonFlag = False
+) -> None:
+    """Print the model card (always JSON; ``--json`` is accepted like everywhere else)."""
     print(guard(lambda: _service().get_card(ref)).model_dump_json(indent=1))
 
 
@@ -301,22 +306,34 @@ def promote(
 
 
 @models_app.command("history")
-def history(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
+def history(
+    name: Annotated[str, typer.Argument(help="Registered model name.")], as_json: JsonFlag = False
+) -> None:
     """Every stage transition of a model: who, when, from, to, why."""
-    entries = guard(lambda: _service().history(name))
-    table = Table(title=f"{name}: stage history")
-    for column in ("when (UTC)", "version", "from", "to", "by", "reason"):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(
-            _when(e.at),
-            e.version,
-            e.from_stage.value if e.from_stage else "new",
-            e.to_stage.value,
-            e.by,
-            e.reason,
-        )
-    console.print(table)
+    changes = guard(lambda: _service().history(name))
+    if as_json:
+        print_json([c.to_dict() for c in changes])
+        return
+    columns = [
+        Column("when (UTC)", key=True),
+        Column("version", key=True),
+        Column("from", key=True),
+        Column("to", key=True),
+        Column("by"),
+        Column("reason", droppable=True),
+    ]
+    rows = [
+        [
+            _when(c.at),
+            c.version,
+            c.from_stage.value if c.from_stage else "new",
+            c.to_stage.value,
+            safe(c.by),
+            safe(c.reason),
+        ]
+        for c in changes
+    ]
+    print_table(f"{safe(name)}: stage history", columns, rows)
 
 
 @models_app.command("reconcile")
