@@ -46,6 +46,15 @@ class JobTableCollector(Collector):
         self.db = db
         self.clock = clock
 
+    def describe(self) -> list[Metric]:
+        """The families, without querying (registering must not touch the database)."""
+        return [
+            *outcome_families([]),
+            queue_length_family([]),
+            *running_families([], self.clock()),
+            duration_family([]),
+        ]
+
     def collect(self) -> Iterator[Metric]:
         with self.db.session() as session:
             ended = session.execute(
@@ -178,6 +187,9 @@ class AuditEventsCollector(Collector):
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def describe(self) -> list[CounterMetricFamily]:
+        return [_audit_events_family()]
+
     def collect(self) -> Iterator[CounterMetricFamily]:
         with self.db.session() as session:
             rows = session.execute(
@@ -186,11 +198,7 @@ class AuditEventsCollector(Collector):
                 .order_by(AuditRecord.action)
                 .limit(MAX_AUDIT_ACTIONS * 3)
             ).all()
-        family = CounterMetricFamily(
-            "loralab_audit_events",
-            "Audited actions per action and outcome (allowed, denied, failed).",
-            labels=["action", "outcome"],
-        )
+        family = _audit_events_family()
         for action, outcome, count in rows:
             family.add_metric([str(action)[:64], str(outcome)[:16]], count)
         yield family
@@ -214,6 +222,10 @@ class AuditChainCollector(Collector):
         self._checked_at: float | None = None
         self._valid = 1.0
 
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The families, without verifying (registering must not walk the audit log)."""
+        return list(self._families())
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self.clock()
         if self._checked_at is None or now - self._checked_at >= self.interval:
@@ -222,6 +234,9 @@ class AuditChainCollector(Collector):
             except Exception:  # noqa: BLE001 - cannot read the log: not known valid
                 self._valid = 0.0
             self._checked_at = now
+        yield from self._families()
+
+    def _families(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
             "loralab_audit_chain_valid",
             "1 when the audit log's hash chain verified at the last check, else 0.",
@@ -232,6 +247,14 @@ class AuditChainCollector(Collector):
             "When the audit chain was last verified (Unix time).",
             self._checked_at,
         )
+
+
+def _audit_events_family() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "loralab_audit_events",
+        "Audited actions per action and outcome (allowed, denied, failed).",
+        labels=["action", "outcome"],
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -50,6 +50,10 @@ class WorkerJobsCollector(Collector):
         self.clock = clock
         self._last: dict[str, tuple[float, int]] = {}  # job id -> (time, step)
 
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The families, without querying (registering must not touch the database)."""
+        return list(self.families([], self.clock()))
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.db.session() as session:
             rows = session.execute(
