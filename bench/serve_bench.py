@@ -147,7 +147,7 @@ def make_settings(home: Path, **serving: Any) -> Any:
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, reps: int = 5) -> float:
     """Machine check: a size² matmul on torch's threads (a quiet 2-core machine of this kind
-    reads about 200 GFLOP/s in float32 and 930 in bfloat16 for 2048² on 2 threads of a quiet machine of this kind)."""
+    reads about 200 GFLOP/s in float32 and 930 in bfloat16 for 2048² on 2 threads)."""
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
     a @ b
