@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from tests.unit.audit.audit_helpers import append, append_concurrently, check_tamper_detection
+from tests.helpers.audit import append, append_concurrently, check_tamper_detection
 
 from loralab.audit import AuditLog
 from loralab.infra.db import Database

@@ -24,6 +24,14 @@ import pytest
 import uvicorn
 import yaml
 from tests.conftest import build_tiny_bert, make_rows
+from tests.helpers.monitoring import (
+    PROMETHEUS_DIR,
+    alert_exprs,
+    dashboard,
+    dashboard_exprs,
+    exported_names,
+    metric_names,
+)
 from tests.integration.services import (
     BIN,
     RedisServer,
@@ -32,14 +40,6 @@ from tests.integration.services import (
     platform_env,
     start_worker,
     wait_for,
-)
-from tests.unit.observability.monitoring import (
-    PROMETHEUS_DIR,
-    alert_exprs,
-    dashboard,
-    dashboard_exprs,
-    exported_names,
-    metric_names,
 )
 
 from loralab.entrypoints.api.app import create_app

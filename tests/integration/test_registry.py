@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.unit.registry.stage_store_contract import StageStoreContract, StageSubject, card_for
+from tests.helpers.stage_store_contract import StageStoreContract, StageSubject, card_for
 from typer.testing import CliRunner
 
 from loralab.entrypoints.cli.models import models_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from audit_helpers import append, append_concurrently, check_tamper_detection, raw
+from tests.helpers.audit import append, append_concurrently, check_tamper_detection, raw
 
 from loralab.audit import AuditLog
 from loralab.audit.log import GENESIS_HASH, hashed_fields, record_hash

@@ -1,5 +1,6 @@
 """Fixtures for the job unit tests: a migrated database (each test runs on SQLite and on
-PostgreSQL), two users and an admin, a registered dataset, a hand-written queue and audit log."""
+PostgreSQL), two users and an admin, a registered dataset, a hand-written queue, the real audit
+log."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jobs_fakes import FakeAudit, FakeQueue, Who, add_user, make_settings
+from tests.helpers.jobs_fakes import FakeQueue, Who, add_user, make_settings
 
+from loralab.audit.log import AuditLog
 from loralab.infra.db import Database
 from loralab.jobs.service import JobService
 from loralab.settings import Settings
@@ -49,10 +51,10 @@ def queue() -> FakeQueue:
 
 
 @pytest.fixture()
-def audit() -> FakeAudit:
-    return FakeAudit()
+def audit(db: Database) -> AuditLog:
+    return AuditLog(db)
 
 
 @pytest.fixture()
-def jobs(db: Database, settings: Settings, queue: FakeQueue, audit: FakeAudit) -> JobService:
+def jobs(db: Database, settings: Settings, queue: FakeQueue, audit: AuditLog) -> JobService:
     return JobService(db, settings, queue, audit)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jobs_fakes import DATASET, Ctx, FakeQueue, Who, register_dataset
+from tests.helpers.jobs_fakes import DATASET, Ctx, FakeQueue, Who, register_dataset
 
 from loralab.datasets.service import DataSpec
 from loralab.datasets.service import register_dataset as register_file

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from jobs_fakes import Ctx, FakeQueue, Who, register_dataset
+from tests.helpers.jobs_fakes import Ctx, FakeQueue, Who, register_dataset
 
 from loralab.infra.db import Database, Job, utcnow
 from loralab.jobs.execution import claim_job, write_job

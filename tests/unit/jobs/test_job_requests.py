@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jobs_fakes import make_settings
 from pydantic import ValidationError
+from tests.helpers.jobs_fakes import make_settings
 
 from loralab.errors import InvalidInput
 from loralab.jobs.requests import TrainRequest, to_train_config

@@ -8,8 +8,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs_fakes import Ctx, Who, register_dataset
 from sqlalchemy import select
+from tests.helpers.jobs_fakes import Ctx, Who, register_dataset
 
 from loralab.experiments.service import base_model_source
 from loralab.infra.db import Database, Job

@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from jobs_fakes import Ctx, FakeAudit, FakeQueue, Who, register_dataset
 from sqlalchemy import select
+from tests.helpers.jobs_fakes import Ctx, FakeQueue, Who, last_record, register_dataset
 
+from loralab.audit.log import AuditLog
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
 from loralab.infra.db import Database, Job
 from loralab.jobs.requests import TrainRequest
@@ -34,7 +35,7 @@ def set_state(db: Database, job_id: str, state: str) -> None:
 
 
 def test_submit_queues_after_commit_and_audits(
-    jobs: JobService, people: dict[str, Who], queue: FakeQueue, audit: FakeAudit, ref: str
+    jobs: JobService, people: dict[str, Who], queue: FakeQueue, audit: AuditLog, ref: str
 ) -> None:
     view = jobs.submit(people["alice"], request(ref, device="cuda", model_name="m1"), Ctx())
     assert view.state == "queued" and view.owner == "alice"
@@ -43,9 +44,11 @@ def test_submit_queues_after_commit_and_audits(
     assert view.base_model == "tiny-bert" and view.model_name == "m1"
     assert [s.status for s in view.steps][:2] == ["current", "pending"]
     assert queue.sent == [(view.task_id, "cuda")]
-    assert audit.records[-1]["action"] == "job.submit"
-    assert audit.records[-1]["outcome"] == "allowed" and audit.records[-1]["username"] == "alice"
-    assert audit.records[-1]["target"] == f"job:{view.task_id}"
+    record = last_record(audit)
+    assert record.action == "job.submit"
+    assert record.outcome == "allowed" and record.username == "alice"
+    assert record.target == f"job:{view.task_id}"
+    assert record.client == "127.0.0.1" and record.request_id == "req-1"
 
 
 def test_queue_follows_the_device_and_positions_count_up(
@@ -62,7 +65,7 @@ def test_per_user_limit_of_active_jobs(
     jobs: JobService,
     people: dict[str, Who],
     db: Database,
-    audit: FakeAudit,
+    audit: AuditLog,
     queue: FakeQueue,
     ref: str,
 ) -> None:
@@ -71,7 +74,7 @@ def test_per_user_limit_of_active_jobs(
     with pytest.raises(TooManyRequests, match="3 active jobs") as err:
         jobs.submit(alice, request(ref), Ctx())
     assert err.value.retry_after
-    assert audit.records[-1]["outcome"] == "denied" and len(queue.sent) == 3
+    assert last_record(audit).outcome == "denied" and len(queue.sent) == 3
     assert len(jobs.list(alice)) == 3  # nothing half-written
     jobs.submit(people["bob"], request(ref), Ctx())  # the limit is per user
     set_state(db, ids[0], "succeeded")  # a finished job frees a slot
@@ -129,20 +132,20 @@ def test_listing_own_jobs_and_admin_listing_others(
 
 
 def test_cancel_queued_at_once_running_by_request_finished_conflict(
-    jobs: JobService, people: dict[str, Who], db: Database, audit: FakeAudit, ref: str
+    jobs: JobService, people: dict[str, Who], db: Database, audit: AuditLog, ref: str
 ) -> None:
     alice = people["alice"]
     queued = jobs.submit(alice, request(ref), Ctx()).task_id
     view = jobs.cancel(alice, queued, Ctx())
     assert view.state == "cancelled" and view.finished_at
-    assert audit.records[-1]["action"] == "job.cancel"
+    assert last_record(audit).action == "job.cancel"
     running = jobs.submit(alice, request(ref), Ctx()).task_id
     set_state(db, running, "training")
     view = jobs.cancel(people["root"], running, Ctx())  # an admin may cancel any job
     assert view.state == "training" and view.cancel_requested is True
     with pytest.raises(Conflict, match="already cancelled"):
         jobs.cancel(alice, queued, Ctx())
-    assert audit.records[-1]["outcome"] == "denied"
+    assert last_record(audit).outcome == "denied"
 
 
 def test_concurrent_submits_never_pass_the_per_user_limit(

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from tests.unit.observability.monitoring import (
+from tests.helpers.monitoring import (
     DASHBOARD,
     MONITORING,
     PROMETHEUS_DIR,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from registry_fakes import MemoryRegistry, WordEmbedder, make_settings
+from tests.helpers.registry_fakes import MemoryRegistry, WordEmbedder, make_settings
 
 from loralab.registry.service import RegistryService
 

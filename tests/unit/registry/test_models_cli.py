@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from registry_fakes import MemoryRegistry, WordEmbedder, make_settings, register
+from tests.helpers.registry_fakes import MemoryRegistry, WordEmbedder, make_settings, register
 from typer.testing import CliRunner
 
 from loralab.entrypoints.cli import common

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from registry_fakes import card_dict
+from tests.helpers.registry_fakes import card_dict
 
 from loralab.errors import InvalidInput
 from loralab.registry.cards import Stage, parse_ref, parse_stage, validate_card, version_number

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from registry_fakes import MemoryRegistry, register
+from tests.helpers.registry_fakes import MemoryRegistry, register
 
 from loralab.errors import InvalidInput, NotFound
 from loralab.registry.search import SearchQuery

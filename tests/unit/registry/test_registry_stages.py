@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from registry_fakes import MemoryRegistry, WordEmbedder, make_settings, register
+from tests.helpers.registry_fakes import MemoryRegistry, WordEmbedder, make_settings, register
 
 from loralab.errors import Conflict, InvalidInput, NotFound
 from loralab.registry.cards import Stage

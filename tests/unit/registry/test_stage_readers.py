@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from registry_fakes import MemoryRegistry, MemoryStageStore, WordEmbedder, make_settings, register
+from tests.helpers.registry_fakes import (
+    MemoryRegistry,
+    MemoryStageStore,
+    WordEmbedder,
+    make_settings,
+    register,
+)
 
 from loralab.errors import Conflict, NotFound
 from loralab.registry.cards import Stage

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from registry_fakes import MemoryRegistry, MemoryStageStore
-from stage_store_contract import StageStoreContract, StageSubject, card_for
+from tests.helpers.registry_fakes import MemoryRegistry, MemoryStageStore
+from tests.helpers.stage_store_contract import StageStoreContract, StageSubject, card_for
 
 from loralab.registry.cards import Stage, validate_card
 from loralab.registry.mlflow_stages import MlflowStageStore

@@ -1,10 +1,12 @@
-"""Hand-written fakes for the job service: a queue that records, an audit log that records."""
+"""Test helpers for the job service: a queue that records (the broker is transport only), users,
+settings and a registered dataset. The audit log in these tests is the real one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from loralab.audit.log import AuditEntry, AuditLog
 from loralab.identity import Actor, RequestContext
 from loralab.infra.db import Database, User
 from loralab.settings import DbSettings, QueueSettings, Settings, StorageSettings
@@ -30,18 +32,10 @@ class FakeQueue:
         self.sent.append((job_id, queue))
 
 
-class FakeAudit:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def record(self, session: Any, **fields: Any) -> None:
-        self.records.append(fields)
-
-    def record_by(self, session: Any, actor: Any, ctx: Any, **fields: Any) -> None:
-        self.record(
-            session, username=actor.username, role=actor.role, client=ctx.client,
-            request_id=ctx.request_id, **fields,
-        )  # fmt: skip
+def last_record(audit: AuditLog) -> AuditEntry:
+    """The newest record of a real audit log."""
+    entries, _ = audit.query(limit=1)
+    return entries[0]
 
 
 def make_settings(
@@ -63,9 +57,8 @@ def add_user(db: Database, name: str, role: str) -> Who:
 
 
 def register_dataset(settings: Settings, tiny_bert: Path, tmp_path: Path) -> str:
-    from tests.conftest import make_rows, write_csv
-
     from loralab.datasets.service import DataSpec, register_dataset
+    from tests.conftest import make_rows, write_csv
 
     data = write_csv(tmp_path / "reviews.csv", make_rows(40))
     spec = DataSpec(base_model=str(tiny_bert))

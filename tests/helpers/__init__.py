@@ -1,0 +1,1 @@
+"""Shared test helpers: fakes, contracts and builders imported as ``tests.helpers.<module>``."""
