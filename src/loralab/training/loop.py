@@ -37,7 +37,7 @@ from loralab.training.interfaces import (
     ProgressReporter,
     StopSignal,
 )
-from loralab.training.metrics import classification_report, plot_confusion_matrix, summary_metrics
+from loralab.training.evaluation import classification_report, plot_confusion_matrix, summary_metrics
 from loralab.training.model import trainable_parameters
 from loralab.training.prepare import Prepared, prepare_training
 from loralab.training.runs import RunPaths, create_run, discard_run, read_state, update_state

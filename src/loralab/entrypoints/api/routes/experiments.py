@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from loralab.entrypoints.api.deps import Admin, CurrentUser, services
 from loralab.entrypoints.api.schemas import MlflowInfo, MlflowRunPublic, RunList, RunSummary, errors
 from loralab.experiments import service as experiments
-from loralab.jobs.runs import run_details
+from loralab.jobs.run_access import run_details
 
 router = APIRouter(tags=["experiments"])
 
