@@ -1,7 +1,7 @@
 """Dataset services: validate, register, list, show, diff and analyse datasets.
 
-The CLI calls these today and the API calls the same functions later. Sources are a file path or
-a registered ``NAME@VERSION`` (``NAME@latest``). Errors are domain errors from
+The CLI (``loralab data``) and the API (``/datasets``) call these. Sources are a file path or a
+registered ``NAME@VERSION`` (``NAME@latest``). Errors are domain errors from
 :mod:`loralab.errors`; a dataset that fails validation raises :class:`DatasetInvalid` (an
 :class:`~loralab.errors.InvalidInput` that carries the report) and changes nothing.
 """
