@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: 2.13.0 is a CPU build on our machines; a looser range pulls CUDA (GBs)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,deploy]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install loralab with its dev tools
