@@ -40,9 +40,10 @@ class Services:
 
     @cached_property
     def audit(self) -> AuditLog:
+        from loralab.audit.anchor import AuditAnchor
         from loralab.audit.log import AuditLog
 
-        return AuditLog(self.db)
+        return AuditLog(self.db, anchor=AuditAnchor.from_settings(self.settings))
 
     @cached_property
     def queue(self) -> JobQueue:

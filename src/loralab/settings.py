@@ -218,6 +218,19 @@ class ObservabilitySettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    anchor_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that seals the audit chain's head outside the database (not the "
+        "JWT secret). Empty: a random key kept in <results home>/audit-anchor.key (mode 0600).",
+    )
+    anchor_file: Path | None = Field(
+        default=None,
+        description="Where the sealed head of the audit chain is written at every append. "
+        "Empty: <results home>/audit-anchor.json.",
+    )
+
+
 class LogSettings(BaseModel):
     format: Literal["auto", "json", "text"] = Field(
         default="auto",
@@ -247,6 +260,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @property
     def dataset_store_dir(self) -> Path:

@@ -24,7 +24,11 @@ def append(db: Database, log: AuditLog, count: int, user: str = "alice") -> None
 
 
 def raw(db: Database, sql: str) -> None:
+    """Run ``sql`` as an attacker with database rights would: on PostgreSQL as a superuser who
+    switches triggers off (the append-only trigger would refuse it otherwise)."""
     with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text(sql))
 
 

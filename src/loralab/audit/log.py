@@ -7,6 +7,12 @@ one by one under a write lock (``serialise_writes``), so the chain has no gaps: 
 ``prev_hash`` that is not the previous record's hash, or a hash that does not match the fields
 means that records were removed, reordered or altered. ``verify`` reports the first such record.
 
+The chain alone cannot show that its newest records were deleted, or that a record was
+rewritten and every hash after it recomputed: after each commit that appended a record the head
+is sealed outside the table (:mod:`loralab.audit.anchor`), and ``verify`` checks the table
+against that seal too. On PostgreSQL a trigger refuses UPDATE, DELETE and TRUNCATE of the table
+(migration 0003).
+
 Appends join the caller's transaction: the record commits or rolls back with the change it
 records. The lock is held until that transaction ends, so two writers never chain to the same
 predecessor; record the audit entry last in a transaction to keep the lock short.
@@ -21,9 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, event, func, select
 from sqlalchemy.orm import Session
 
+from loralab.audit.anchor import AuditAnchor, Head
 from loralab.identity import Actor, RequestContext
 from loralab.infra.db import AuditRecord, Database, as_utc, utcnow
 from loralab.infra.locks import AUDIT_LOCK_KEY, serialise_writes
@@ -154,9 +161,15 @@ def _chain_problem(row: AuditRecord, prev_id: int, prev_hash: str) -> str | None
 class AuditLog:
     """Append, query and verify the audit log of one database."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime] = utcnow,
+        anchor: AuditAnchor | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self.anchor = anchor
 
     def record(
         self,
@@ -198,7 +211,20 @@ class AuditLog:
         row.hash = record_hash(row.prev_hash, hashed_fields(row))
         session.add(row)
         session.flush()
+        if self.anchor is not None:
+            event.listen(session, "after_commit", self._seal_head, once=True)
         return row
+
+    def _seal_head(self, _session: Session) -> None:
+        """Seal the committed head of the chain (read back: a rolled-back append seals
+        nothing that is not in the table)."""
+        assert self.anchor is not None
+        with self._db.session() as session:
+            last = session.execute(
+                select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
+            ).first()
+        if last is not None:
+            self.anchor.seal(Head(last.id, last.hash))
 
     def record_by(
         self,
@@ -263,12 +289,23 @@ class AuditLog:
         return list(session.scalars(stmt.order_by(AuditRecord.at)))
 
     def verify(self) -> VerifyResult:
-        """Check the whole chain, streaming records in id order."""
+        """Check the whole chain, streaming records in id order, then the table against the
+        sealed head (truncation, rewriting with recomputed hashes, a forged anchor)."""
         with self._db.session() as session:
             rows = session.scalars(
                 select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000)
             )
-            return check_chain(iter(rows))
+            result = check_chain(iter(rows))
+            if not result.ok or self.anchor is None:
+                return result
+            problem = self.anchor.problem(
+                lambda id_: session.scalar(select(AuditRecord.hash).where(AuditRecord.id == id_)),
+                session.scalar(select(func.max(AuditRecord.id))),
+            )
+        if problem is None:
+            return result
+        bad_id, why = problem
+        return VerifyResult(ok=False, checked=result.checked, first_bad_id=bad_id, problem=why)
 
 
 def _filtered(
