@@ -5,9 +5,10 @@ reduced to its extension), validated and registered by the data service, and the
 is removed whatever happens. A version uploaded by a user is visible to that user and to
 admins; versions registered from the CLI by an operator (no owner) are shared with everyone.
 
-The same rule decides what a user may train on (:func:`check_visible`): a version they may not
-see looks exactly like one that does not exist, and ``NAME@latest`` means the newest version
-they may see, so another user's newer upload neither hides theirs nor leaks into their job.
+The rule itself lives in :mod:`loralab.datasets.access` (one owner per name, one visibility
+rule): a version a user may not see looks exactly like one that does not exist, ``NAME@latest``
+means the newest version they may see, and a name someone else owns (or a shared name) is
+refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
-
 from loralab.audit.log import AuditLog
 from loralab.datasets import service as datasets
-from loralab.datasets.versioning import DatasetVersion, parse_ref
-from loralab.errors import Conflict, InvalidInput, LoralabError, NotFound, PayloadTooLarge
+from loralab.datasets.access import DatasetAccess
+from loralab.datasets.versioning import DatasetVersion, check_name
+from loralab.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from loralab.identity import Actor, RequestContext
-from loralab.infra.db import Database, DatasetRecord, User
+from loralab.infra.db import Database, DatasetRecord
 from loralab.settings import Settings
+from loralab.training.files import file_lock
 from loralab.training.reader import FORMATS
 
 CHUNK = 1 << 20
@@ -71,25 +72,28 @@ def upload_dataset(
     stream: BinaryIO,
     spec: datasets.DataSpec,
 ) -> UploadedDataset:
-    """Validate and register an uploaded file as a new version of ``name`` owned by ``actor``.
+    """Validate and register an uploaded file as a new version of ``name``.
 
-    Three phases: spool and register the file (a refused file is audited as failed), record
-    who owns a new version, and audit the upload in the same transaction as the ownership.
+    A new name becomes the actor's; an existing name only takes versions from its owner (or an
+    admin), checked before anything is stored and held under a per-name lock until the
+    ownership is recorded, so two users cannot both claim a new name.
     """
-    registration = _spool_and_register(
-        settings, db, audit, actor, ctx, name=name, filename=filename, stream=stream, spec=spec
-    )
-    version = registration.version
-    with db.session() as session:
-        refused = _record_ownership(session, actor, registration)
-        _audit_upload(session, audit, actor, ctx, registration, refused)
-    if refused:
-        raise Conflict(
-            f"name: {name} already has this content as a version you cannot use; "
-            "upload it under another name"
+    check_name(name)
+    access = DatasetAccess(settings, db, actor)
+    with file_lock(settings.dataset_store_dir / ".locks" / f"{name}.lock"):
+        try:
+            owner = access.check_add(name)
+        except Conflict as err:
+            _audit(db, audit, actor, ctx, name, "denied", {"error": str(err)[:500]})
+            raise
+        registration = _spool_and_register(
+            settings, db, audit, actor, ctx, name=name, filename=filename, stream=stream, spec=spec
         )
+        with db.session() as session:
+            _record_ownership(session, owner, registration)
+            _audit_upload(session, audit, actor, ctx, registration)
     return UploadedDataset(
-        **_fields(version),
+        **_fields(registration.version),
         created=registration.created,
         warnings=registration.report.warning_count,
     )
@@ -119,25 +123,18 @@ def _spool_and_register(
         raise
 
 
-def _record_ownership(session: Any, actor: Actor, registration: datasets.Registration) -> bool:
-    """Make ``actor`` the owner of a newly created version; True when the upload is refused.
-
-    Content that is already a version never changes owner: a shared (CLI-registered) version
-    stays shared, and another user's stays theirs (refused unless the actor is an admin).
-    """
+def _record_ownership(session: Any, owner: int | None, registration: datasets.Registration) -> None:
+    """A newly created version gets the name's owner (none: a shared name stays shared)."""
     version = registration.version
-    owner = _owner(session, version)
-    refused = owner is not None and owner != actor.id and not actor.is_admin
-    if registration.created:
+    if registration.created and owner is not None:
         session.add(
             DatasetRecord(
                 name=version.name,
                 version=version.version,
                 fingerprint=version.fingerprint,
-                owner_id=actor.id,
+                owner_id=owner,
             )
         )
-    return refused
 
 
 def _audit_upload(
@@ -146,26 +143,14 @@ def _audit_upload(
     actor: Actor,
     ctx: RequestContext,
     registration: datasets.Registration,
-    refused: bool,
 ) -> None:
     """The upload's audit record, in the caller's transaction (with the ownership it records)."""
     version = registration.version
     detail = {"rows": version.rows, "created": registration.created}
-    outcome = "denied" if refused else "allowed"
     audit.record_by(
-        session, actor, ctx, action="dataset.upload", outcome=outcome, target=version.ref,
+        session, actor, ctx, action="dataset.upload", outcome="allowed", target=version.ref,
         detail=detail,
     )  # fmt: skip
-
-
-def _owner(session: Any, version: DatasetVersion) -> int | None:
-    """Owner user id of an uploaded version; None for a CLI-registered (shared) one."""
-    owner: int | None = session.scalar(
-        select(DatasetRecord.owner_id).where(
-            DatasetRecord.name == version.name, DatasetRecord.version == version.version
-        )
-    )
-    return owner
 
 
 def _audit(
@@ -233,76 +218,27 @@ def _visible_view(version: DatasetVersion, owners: dict[tuple[str, str], str]) -
     return VisibleDataset(**_fields(version), owner=owners.get((version.name, version.version)))
 
 
-def _owners(db: Database) -> dict[tuple[str, str], str]:
-    with db.session() as session:
-        rows = session.execute(
-            select(DatasetRecord.name, DatasetRecord.version, User.username).join(
-                User, User.id == DatasetRecord.owner_id
-            )
-        )
-        return {(n, v): u for n, v, u in rows}
-
-
-def visible(version: DatasetVersion, owners: dict[tuple[str, str], str], actor: Actor) -> bool:
-    owner = owners.get((version.name, version.version))
-    return owner is None or owner == actor.username or actor.is_admin
-
-
 def list_visible(settings: Settings, db: Database, actor: Actor) -> list[VisibleDataset]:
     """The newest version of each dataset that the actor may see and train on (what
     ``NAME@latest`` means for them), with its owner."""
-    owners = _owners(db)
-    store = datasets.store_for(settings)
+    access = DatasetAccess(settings, db, actor)
     newest = []
-    for name in store.names():
-        seen = [v for v in store.read_versions(name) if visible(v, owners, actor)]
-        newest += seen[-1:]
+    for name in datasets.store_for(settings).names():
+        newest += access.versions(name)[-1:]
+    owners = access.owner_names()
     return [_visible_view(v, owners) for v in newest]
 
 
 def show_visible(settings: Settings, db: Database, actor: Actor, ref: str) -> VisibleDataset:
     """One version (``NAME@VERSION`` or ``NAME@latest``) if the actor may see it."""
-    version = resolve_visible(settings, db, actor, ref)
-    return _visible_view(version, _owners(db))
-
-
-def _owner_ids(db: Database, name: str) -> dict[str, int]:
-    """Owner user id of each uploaded version of ``name`` (CLI-registered ones have none)."""
-    with db.session() as session:
-        rows = session.execute(
-            select(DatasetRecord.version, DatasetRecord.owner_id).where(DatasetRecord.name == name)
-        )
-        return {version: owner for version, owner in rows}
+    access = DatasetAccess(settings, db, actor)
+    return _visible_view(access.resolve(ref), access.owner_names())
 
 
 def resolve_visible(settings: Settings, db: Database, actor: Actor, ref: str) -> DatasetVersion:
-    """The version ``ref`` names among those ``actor`` may see (``latest``: the newest of them).
-
-    NotFound, with the same words whether the version does not exist or is someone else's; the
-    versions it lists are only the ones the actor may see.
-    """
-    try:
-        parsed = parse_ref(ref)
-        versions = datasets.store_for(settings).read_versions(parsed.name)
-    except LoralabError:
-        raise NotFound(f"no dataset {ref[:200]!r}") from None
-    if not actor.is_admin:
-        owners = _owner_ids(db, parsed.name)
-        versions = [v for v in versions if owners.get(v.version, actor.id) == actor.id]
-    if parsed.version == "latest":
-        matches = versions[-1:]
-    else:
-        matches = [
-            v
-            for v in versions
-            if v.version == parsed.version or v.fingerprint.startswith(parsed.version)
-        ]
-    if len(matches) != 1:
-        known = ", ".join(v.version for v in versions)
-        hint = f" (versions you may use: {known})" if known and not matches else ""
-        why = "is ambiguous" if matches else "not found"
-        raise NotFound(f"no dataset {ref!r}: {why}{hint}")
-    return matches[0]
+    """The version ``ref`` names among those ``actor`` may see (``latest``: the newest of them);
+    NotFound, with the same words whether it does not exist or is someone else's."""
+    return DatasetAccess(settings, db, actor).resolve(ref)
 
 
 def check_visible(settings: Settings, db: Database, actor: Actor, field: str, ref: str) -> str:

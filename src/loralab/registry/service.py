@@ -4,13 +4,21 @@ The CLI (``loralab models ...``) and the API (``GET /models/search``, ``POST /mo
 ``POST /models/transition``) call the same methods. Stages are read and changed only through a
 :class:`~loralab.registry.stages.StageStore` (by default MLflow aliases + version tags, mirrored
 in the card folder: ``registry.mlflow_stages``).
+
+Who sees what (:func:`card_for`): every signed-in user may find and use every registered
+version (sharing within the team is the point of a registry), but a card whose training data
+the viewer may not see (another user's private upload) shows no dataset name, version or
+fingerprint, no training settings and no dataset tags; a recommendation by dataset takes only a
+dataset the viewer may use, and offers no starting settings taken from a card they may not read
+in full. Reading methods take the viewer as a :class:`~loralab.datasets.access.DatasetAccess`;
+None is the operator (CLI), who sees everything.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,11 +42,27 @@ from loralab.registry.store import CardStore
 from loralab.settings import Settings
 
 if TYPE_CHECKING:
+    from loralab.datasets.access import DatasetAccess
     from loralab.registry.mlflow_stages import ModelRegistry
 
 __all__ = ["Change", "RegistryService", "Recommendation", "Recommendations", "TransitionResult"]
 
 MAX_QUERY_CHARS = 1000
+HIDDEN_DATASET = "(private dataset)"
+
+
+def sees_data(card: ModelCard, viewer: DatasetAccess | None) -> bool:
+    """May ``viewer`` see which data ``card`` was trained on (None: the operator may)."""
+    return viewer is None or viewer.sees_card_data(card.dataset.name, card.dataset.version)
+
+
+def card_for(card: ModelCard, viewer: DatasetAccess | None) -> ModelCard:
+    """THE model visibility rule: the card as ``viewer`` may see it (see the module text)."""
+    if sees_data(card, viewer):
+        return card
+    tags = {k: v for k, v in card.tags.items() if "dataset" not in k.lower()}
+    hidden = DatasetRef(name=HIDDEN_DATASET)
+    return card.model_copy(update={"dataset": hidden, "training": {}, "tags": tags})
 
 
 @dataclass(frozen=True)
@@ -212,12 +236,14 @@ class RegistryService:
         return checked
 
     # -- reading --------------------------------------------------------------------------
-    def get_card(self, ref: str) -> ModelCard:
+    def get_card(self, ref: str, viewer: DatasetAccess | None = None) -> ModelCard:
         name, version = parse_ref(ref)
-        return self.store.read(name, version)
+        return card_for(self.store.read(name, version), viewer)
 
-    def search(self, query: SearchQuery) -> Page:
-        return self.index().search(query)
+    def search(self, query: SearchQuery, viewer: DatasetAccess | None = None) -> Page:
+        page = self.index().search(query)
+        items = [card_for(card, viewer) for card in page.items]
+        return Page(items, page.total, page.offset, page.limit)
 
     def history(self, name: str) -> list[StageChange]:
         """Every stage change of a registered model, oldest first."""
@@ -241,6 +267,7 @@ class RegistryService:
         like: str | None = None,
         dataset: str | None = None,
         limit: int = 5,
+        viewer: DatasetAccess | None = None,
     ) -> Recommendations:
         """Models for exactly one question: ``text`` (a need in words), ``like`` (models similar
         to NAME@VERSION) or ``dataset`` (models trained on the data most like a registered
@@ -253,12 +280,25 @@ class RegistryService:
                 f"dataset (a registered NAME@VERSION); got {', '.join(given) or 'none'}"
             )
         if text is not None:
-            return Recommendations(self.recommend_text(text, limit))
-        if like is not None:
-            return Recommendations(self.recommend_similar(like, limit))
-        return self.recommend_for_registered_dataset(str(dataset), limit)
+            found = Recommendations(self.recommend_text(text, limit))
+        elif like is not None:
+            found = Recommendations(self.recommend_similar(like, limit, viewer))
+        else:
+            found = self.recommend_for_registered_dataset(str(dataset), limit, viewer)
+        return self._for_viewer(found, viewer)
 
-    def recommend_similar(self, ref: str, limit: int = 5) -> list[Recommendation]:
+    def _for_viewer(self, found: Recommendations, viewer: DatasetAccess | None) -> Recommendations:
+        """Recommendations as ``viewer`` may see them: cards through :func:`card_for`, and no
+        starting settings from a card whose data they may not see."""
+        results = [replace(r, card=card_for(r.card, viewer)) for r in found.results]
+        start, start_from = found.starting_point, found.starting_point_from
+        if start_from is not None and not sees_data(self.get_card(start_from), viewer):
+            start, start_from = None, None
+        return Recommendations(results, start, start_from)
+
+    def recommend_similar(
+        self, ref: str, limit: int = 5, viewer: DatasetAccess | None = None
+    ) -> list[Recommendation]:
         """Models like a given version (by card embedding), the version itself left out."""
         check_limit(limit)
         card = self.get_card(ref)
@@ -277,7 +317,7 @@ class RegistryService:
             shared = sorted(set(other.labels) & set(card.labels))
             if shared:
                 reasons.append(f"shared labels: {', '.join(shared)}")
-            if other.dataset.name == card.dataset.name:
+            if other.dataset.name == card.dataset.name and sees_data(card, viewer):
                 reasons.append(f"same dataset ({other.dataset.name})")
             out.append(Recommendation(other, round(score, 4), reasons))
         return out
@@ -347,11 +387,14 @@ class RegistryService:
         start = {"lora": best.lora.model_dump(), **best.training} if best else None
         return Recommendations(results, start, best.ref if best else None)
 
-    def recommend_for_registered_dataset(self, ref: str, limit: int = 5) -> Recommendations:
-        """As recommend_for_dataset, for a registered dataset ``NAME@VERSION`` (or NAME@latest)."""
+    def recommend_for_registered_dataset(
+        self, ref: str, limit: int = 5, viewer: DatasetAccess | None = None
+    ) -> Recommendations:
+        """As recommend_for_dataset, for a registered dataset ``NAME@VERSION`` (or NAME@latest)
+        that ``viewer`` may use (NotFound otherwise, as for one that does not exist)."""
         from loralab.datasets.service import show_version
 
-        version = show_version(self.settings, ref)
+        version = viewer.resolve(ref) if viewer is not None else show_version(self.settings, ref)
         return self.recommend_for_dataset(
             version.name, sorted(version.label_counts), version.fingerprint, limit
         )

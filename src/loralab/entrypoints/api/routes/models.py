@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from loralab.datasets.access import DatasetAccess
 from loralab.entrypoints.api.deps import Admin, Context, CurrentUser, services
 from loralab.entrypoints.api.schemas import (
     CardPublic,
@@ -61,7 +62,9 @@ def search(
         limit=limit,
         offset=offset,
     )
-    return SearchPage.of(services(request).registry.search(query))
+    found = services(request)
+    viewer = DatasetAccess(found.settings, found.db, actor)
+    return SearchPage.of(found.registry.search(query, viewer))
 
 
 @router.post(
@@ -70,10 +73,12 @@ def search(
     responses=errors(401, 404, 422),
 )
 def recommend(body: RecommendRequest, request: Request, actor: CurrentUser) -> RecommendResponse:
-    found = services(request).registry.recommend(
-        text=body.text, like=body.model, dataset=body.dataset, limit=body.limit
+    found = services(request)
+    viewer = DatasetAccess(found.settings, found.db, actor)
+    answer = found.registry.recommend(
+        text=body.text, like=body.model, dataset=body.dataset, limit=body.limit, viewer=viewer
     )
-    return recommend_response(found.results, found.starting_point)
+    return recommend_response(answer.results, answer.starting_point)
 
 
 @router.post(
