@@ -11,10 +11,10 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: help setup demo run-local logs-local db-list test test-v lint bench mlflow-ui clean \
 	serve predict-health predict-text predict-positive predict-negative start-services stop-services ui \
-	monitoring
+	monitoring docker-build compose-up compose-down k8s-quick-deploy k8s-port-forward k8s-template
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,42 @@ monitoring: ## Prometheus on :9090 against start-services (deploy/monitoring; Ct
 	mkdir -p results/prometheus
 	prometheus --config.file=deploy/monitoring/prometheus/prometheus.yml \
 		--storage.tsdb.path=results/prometheus --web.listen-address=127.0.0.1:9090
+
+# Deployment (docs/deploy.md): images, the compose stack, the Helm chart
+IMAGE ?= loralab:dev
+CUDA_IMAGE ?= loralab-cuda:dev
+COMPOSE ?= docker compose
+COMPOSE_FILE := deploy/compose/compose.yaml
+HELM ?= helm
+RELEASE ?= loralab
+NAMESPACE ?= loralab
+CHART := charts/finetune-platform
+VALUES ?= $(CHART)/values.yaml
+
+docker-build: ## build the CPU image and its CUDA variant (needs a container engine)
+	docker build -t $(IMAGE) .
+	docker build --build-arg TORCH_VARIANT=cu128 -t $(CUDA_IMAGE) .
+
+compose-up: ## the platform in containers on this host (deploy/compose/.env first: docs/deploy.md)
+	@test -f deploy/compose/.env || { echo "cp deploy/compose/env.example deploy/compose/.env, then set its secrets"; exit 2; }
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d --build
+
+compose-down: ## stop the compose stack (volumes are kept; ARGS=-v removes them)
+	$(COMPOSE) -f $(COMPOSE_FILE) down $(ARGS)
+
+k8s-quick-deploy: ## helm upgrade --install with values.yaml into NAMESPACE, waiting for the rollout
+	$(HELM) upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace \
+		-f $(VALUES) --wait --timeout 10m
+	kubectl -n $(NAMESPACE) rollout status deployment -l app.kubernetes.io/instance=$(RELEASE) --timeout 10m
+
+k8s-port-forward: ## API on :8080 and web UI on :8501 from the cluster (Ctrl-C stops both)
+	@trap 'kill 0' INT TERM EXIT; \
+	kubectl -n $(NAMESPACE) port-forward svc/$(RELEASE)-finetune-platform-api 8080:8080 & \
+	kubectl -n $(NAMESPACE) port-forward svc/$(RELEASE)-finetune-platform-ui 8501:8501 & \
+	wait
+
+k8s-template: ## print the rendered chart, no cluster needed (VALUES=charts/finetune-platform/values.prod.yaml)
+	@$(HELM) template $(RELEASE) $(CHART) --namespace $(NAMESPACE) -f $(VALUES)
 
 mlflow-ui: setup ## MLflow UI on the embedded tracking store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/mlflow.db --port 5000
