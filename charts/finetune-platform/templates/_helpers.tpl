@@ -95,8 +95,10 @@ securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
 
+{{/* Probes over HTTP: (list PATH PORT) or (list LIVE_PATH PORT READY_PATH) */}}
 {{- define "fp.httpProbes" -}}
 {{- $path := index . 0 -}}{{- $port := index . 1 -}}
+{{- $ready := $path -}}{{- if gt (len .) 2 }}{{ $ready = index . 2 }}{{ end -}}
 startupProbe:
   httpGet: {path: {{ $path }}, port: {{ $port }}}
   periodSeconds: 5
@@ -107,7 +109,7 @@ livenessProbe:
   timeoutSeconds: 5
   failureThreshold: 3
 readinessProbe:
-  httpGet: {path: {{ $path }}, port: {{ $port }}}
+  httpGet: {path: {{ $ready }}, port: {{ $port }}}
   periodSeconds: 10
   timeoutSeconds: 5
   failureThreshold: 3
