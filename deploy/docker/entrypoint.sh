@@ -13,7 +13,7 @@ process=${1:-api}
 case "$process" in
   api)
     exec uvicorn loralab.entrypoints.api.main:app --host "${LORALAB_API__HOST:-0.0.0.0}" \
-      --port "${LORALAB_API__PORT:-8080}" --proxy-headers "$@" ;;
+      --port "${LORALAB_API__PORT:-8080}" "$@" ;;
   worker)
     exec loralab worker "$@" ;;
   serve)
