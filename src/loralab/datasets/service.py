@@ -233,12 +233,12 @@ def register_dataset(
     path = Path(file)
     report = validate_dataset(settings, path, spec)
     if not report.ok:
-        raise DatasetInvalid(f"{path} not registered: {report.summary()}", report)
+        raise DatasetInvalid(f"{path.name} not registered: {report.summary()}", report)
     version, created = store_for(settings).add_version(
         name,
         _clean_rows(path, spec, settings),
         user=user,
-        source=str(path.resolve()),
+        source=path.name,  # stored and shown: never a server path
         text_column=spec.text_column,
         label_column=spec.label_column,
         report=report.to_dict(),

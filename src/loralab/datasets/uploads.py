@@ -116,8 +116,16 @@ def _spool_and_register(
     try:
         suffix = _suffix(filename)
         limit = settings.api.max_upload_bytes
+        # what the file decodes to is bounded by the upload limit too (compressed Parquet)
+        bounded = settings.model_copy(
+            update={
+                "datasets": settings.datasets.model_copy(
+                    update={"max_bytes": min(settings.datasets.max_bytes, limit)}
+                )
+            }
+        )
         with _spooled(stream, suffix, settings.dataset_store_dir, limit) as path:
-            return datasets.register_dataset(settings, name, path, user=actor.username, spec=spec)
+            return datasets.register_dataset(bounded, name, path, user=actor.username, spec=spec)
     except (InvalidInput, PayloadTooLarge) as err:
         _audit(db, audit, actor, ctx, f"{name}", "failed", {"error": str(err)[:500]})
         raise

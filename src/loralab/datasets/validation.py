@@ -299,7 +299,8 @@ def validate_files(
     issues = IssueLog(limits.max_examples)
     checks: list[_FileCheck] = []
     try:
-        train = _FileCheck(str(train_file), options, limits, issues, token_counter)
+        # reports are stored and shown to users: the file's name, never the server's folder
+        train = _FileCheck(Path(train_file).name, options, limits, issues, token_counter)
         checks.append(train)
         reader = _read(train_file, options, limits, issues)
         for record in reader:
@@ -307,7 +308,7 @@ def validate_files(
         train.stats.rows = reader.rows
         train.finish()
         if validation_file is not None:
-            val = _FileCheck(str(validation_file), options, limits, issues, train.counter)
+            val = _FileCheck(Path(validation_file).name, options, limits, issues, train.counter)
             checks.append(val)
             reader = _read(validation_file, options, limits, issues)
             _check_leakage(train, val, iter(reader))

@@ -11,12 +11,20 @@ Format rules: UTF-8 with an optional byte-order mark; CRLF or LF; blank lines ar
 quotes as the csv module does (quoted separators and newlines); TSV has no quoting (a quote is
 text, as in SST-2). JSONL holds one object per line. Cells are text as found: ``1.0`` becomes
 ``"1"``, ``true`` becomes ``"true"``, null or a missing key is absent; "NA" is text.
+
+Inputs that expand are bounded while they are read, for every format: the decoded text of all
+cells together may not exceed ``max_decoded_bytes`` (a few KB of Parquet can hold 100 MB of
+text), reading may not take longer than ``max_seconds``, and a Parquet file whose own metadata
+already says it has too many rows or too much data is refused before any page is decoded.
+Reading stops at the first bound crossed (an error issue); nothing is kept of what was read.
+Issues name the file by its name only, never a server path.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -133,6 +141,8 @@ class RecordReader:
         *,
         max_rows: int,
         max_bytes: int,
+        max_decoded_bytes: int | None = None,
+        max_seconds: float | None = None,
         name: str | None = None,
     ) -> None:
         self.path = path
@@ -141,9 +151,13 @@ class RecordReader:
         self.issues = issues
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self.name = name or str(path)
+        # decoded text can be no larger than a plain file may be, unless told tighter
+        self.max_decoded_bytes = max_decoded_bytes if max_decoded_bytes is not None else max_bytes
+        self.max_seconds = max_seconds
+        self.name = name or path.name  # never the server's folder
         self.rows = 0
         self.errors = 0
+        self.decoded = 0
 
     def _error(
         self, code: str, message: str, row: int | None = None, line: int | None = None
@@ -191,17 +205,29 @@ class RecordReader:
             self._error("empty", "no rows (the file is empty or holds only a header)")
 
     def _limit(self, records: Iterable[Record]) -> Iterator[Record]:
+        """Records up to the first bound crossed: rows, decoded size, time."""
+        deadline = None if self.max_seconds is None else time.monotonic() + self.max_seconds
         for record in records:
-            if record.row > self.max_rows:
-                self._error(
-                    "too_many_rows",
-                    f"more than the limit of {self.max_rows:,} rows",
-                    row=record.row,
-                    line=record.line,
-                )
+            problem = self._bound_crossed(record, deadline)
+            if problem is not None:
+                code, message = problem
+                self._error(code, message, row=record.row, line=record.line)
                 return
             self.rows = max(self.rows, record.row)
             yield record
+
+    def _bound_crossed(self, record: Record, deadline: float | None) -> tuple[str, str] | None:
+        if record.row > self.max_rows:
+            return "too_many_rows", f"more than the limit of {self.max_rows:,} rows"
+        self.decoded += len(record.text or "") + len(record.label or "")
+        if self.decoded > self.max_decoded_bytes:
+            return (
+                "too_large",
+                f"the decoded text is larger than the limit of {self.max_decoded_bytes:,} bytes",
+            )
+        if deadline is not None and time.monotonic() > deadline:
+            return "too_slow", f"reading took longer than the limit of {self.max_seconds:g} s"
+        return None
 
     def _decoded_lines(self, handle: Any) -> Iterator[str]:
         """Physical lines as text: NUL bytes and invalid UTF-8 are logged (per line) and dropped."""
@@ -326,13 +352,32 @@ class RecordReader:
                 "missing_column", f"column(s) {', '.join(missing)} not found (columns: {found})"
             )
             return
+        if not self._parquet_fits(source.metadata):
+            return
         row = 0
         columns = [self.text_column, self.label_column]
         try:
-            for batch in source.iter_batches(batch_size=8192, columns=columns):
+            for batch in source.iter_batches(batch_size=1024, columns=columns):
                 texts, labels = (batch.column(i).to_pylist() for i in range(2))
                 for text, label in zip(texts, labels, strict=True):
                     row += 1
                     yield Record(row, row + 1, cell_to_text(text), cell_to_text(label))
         except (pa.ArrowException, ValueError, OSError) as err:
             self._error("parse", f"cannot be parsed after row {row} ({err})", row=row + 1)
+
+    def _parquet_fits(self, metadata: Any) -> bool:
+        """Refuse, before decoding a page, a file whose metadata says it is too big."""
+        if metadata.num_rows > self.max_rows:
+            self._error(
+                "too_many_rows",
+                f"{metadata.num_rows:,} rows: more than the limit of {self.max_rows:,}",
+            )
+            return False
+        size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        if size > self.max_decoded_bytes:
+            self._error(
+                "too_large",
+                f"{size:,} bytes once decoded: more than the limit of {self.max_decoded_bytes:,}",
+            )
+            return False
+        return True
