@@ -165,7 +165,7 @@ def test_recommend_answers_each_question_in_one_shape(
     asked: list[tuple[str, int]] = []
     answer = Recommendations([], {"learning_rate": 0.1}, "spam@1")
 
-    def registered(ref: str, limit: int = 5) -> Recommendations:
+    def registered(ref: str, limit: int = 5, viewer: object = None) -> Recommendations:
         asked.append((ref, limit))
         return answer
 
