@@ -11,6 +11,7 @@ configured secret: they are replaced by placeholders before they leave this modu
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -176,3 +177,68 @@ def job_log(settings: Settings, job: RunRef, tail: int) -> JobLog:
     lines, truncated = tail_lines(run.logs, tail)
     placeholders = _placeholders(settings)
     return JobLog(task_id, state, [scrub_line(x, placeholders) for x in lines], truncated)
+
+
+# --- before a job: what the New job form offers and how long the job will be -------------------
+
+
+@dataclass(frozen=True)
+class BaseModelChoice:
+    """A base model a job may name: a catalog entry or a model folder under models_dir."""
+
+    name: str
+    hub_id: str | None
+    language: str | None
+    description: str
+    offline: bool
+
+
+def base_model_choices(settings: Settings) -> list[BaseModelChoice]:
+    """The catalog, then the local model folders (by folder name, never a server path)."""
+    from loralab.training.catalog import CATALOG
+
+    found = [
+        BaseModelChoice(e.name, e.hub_id, e.language, e.description, e.packaged)
+        for e in CATALOG.values()
+    ]
+    folder = settings.storage.models_dir
+    if folder is not None and folder.is_dir():
+        local = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+        found += [
+            BaseModelChoice(n, None, None, "a local model folder", True)
+            for n in local
+            if n not in CATALOG
+        ]
+    return found
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    rows: int
+    train_rows: int
+    batch_size: int
+    epochs: float
+    steps_per_epoch: int
+    steps: int
+
+
+def step_plan(
+    rows: int,
+    validation_split: float | None,
+    batch_size: int | None,
+    epochs: float | None,
+    max_steps: int | None,
+) -> StepPlan:
+    """The optimiser steps a job will run, as the trainer counts them (empty: the defaults)."""
+    from loralab.training.config import TrainConfig
+
+    defaults = TrainConfig.model_fields
+    split = validation_split or float(defaults["validation_split"].default)
+    batch = batch_size or int(defaults["batch_size"].default)
+    epochs = epochs or float(defaults["epochs"].default)
+    if rows < 2:
+        raise InvalidInput("train_file: too few rows to train on")
+    train_rows = rows - min(rows - 1, max(1, round(rows * split)))
+    per_epoch = math.ceil(train_rows / batch)
+    steps = max_steps or math.ceil(per_epoch * epochs)
+    return StepPlan(rows, train_rows, batch, epochs, per_epoch, steps)

@@ -26,6 +26,7 @@ from loralab.entrypoints.api.routes import (
     jobs,
     models,
     progress,
+    ui_support,
     users,
 )
 from loralab.entrypoints.api.schemas import HealthResponse, ModelHealth, errors
@@ -69,7 +70,7 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     verify_audit, every = found.audit.verify, settings.observability.audit_verify_seconds
     register_platform_collectors(found.metrics.registry, found.db, lambda: verify_audit().ok, every)
     install_error_handlers(app)
-    for module in (auth, users, jobs, progress, experiments, datasets, models, audit):
+    for module in (auth, users, jobs, progress, experiments, datasets, models, audit, ui_support):
         app.include_router(module.router)
     app.include_router(
         predict_router(), dependencies=[Depends(get_current_user)], responses=errors(401)

@@ -460,3 +460,83 @@ class HealthResponse(Public):
     database: str
     broker: str
     model: ModelHealth
+
+
+# --- web UI support (routes/ui_support.py) -----------------------------------------------------
+
+
+class CatalogModel(Public):
+    name: str = Field(description="What to pass as base_model.")
+    hub_id: str | None = Field(description="Hub id it loads from; None: a local folder.")
+    language: str | None
+    description: str
+    offline: bool = Field(description="Loads without the network (packaged or local).")
+
+
+class CatalogResponse(Public):
+    items: list[CatalogModel]
+    default: str = Field(description="The base model a job gets when it names none.")
+
+
+class RowChangePublic(Public):
+    kind: str = Field(description="added, removed or relabelled")
+    text: str
+    row_old: int | None
+    row_new: int | None
+    label_old: str | None
+    label_new: str | None
+
+
+class DatasetDiffPublic(Public):
+    old: str
+    new: str
+    added: int
+    removed: int
+    relabelled: int
+    unchanged: int
+    changes: list[RowChangePublic] = Field(description="The first changed rows (at most 200).")
+
+
+class DatasetPlots(Public):
+    ref: str
+    plots: dict[str, str] = Field(
+        description="Plot name -> base64 of its PNG (the plots of `loralab data analyze`)."
+    )
+
+
+class StepEstimateRequest(RequestBody):
+    train_file: str = Field(max_length=200, description="A visible dataset: NAME@VERSION.")
+    validation_split: float | None = Field(default=None, gt=0.0, lt=0.5)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    epochs: float | None = Field(default=None, gt=0.0, le=1000.0)
+    max_steps: int | None = Field(default=None, ge=1)
+
+
+class StepEstimate(Public):
+    rows: int
+    train_rows: int = Field(description="Rows left for training after the validation split.")
+    batch_size: int
+    epochs: float
+    steps_per_epoch: int
+    steps: int = Field(description="Optimiser steps the job will run (max_steps wins).")
+
+
+class StageChangePublic(Public):
+    version: str
+    from_stage: str | None
+    to_stage: str
+    by: str
+    at: float = Field(description="Seconds since the epoch.")
+    reason: str
+
+
+class StageHistory(Public):
+    model: str
+    changes: list[StageChangePublic] = Field(description="Oldest first.")
+
+
+class AuditVerifyResponse(Public):
+    ok: bool
+    checked: int = Field(description="Records read (intact ones, when the chain is broken).")
+    first_bad_id: int | None
+    problem: str | None
