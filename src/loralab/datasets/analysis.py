@@ -2,7 +2,9 @@
 
 Label distribution, character lengths, token lengths per tokenizer (with the ``max_length`` cut
 marked), most frequent words per class, duplicate and conflict counts, and the language mix (by
-script). Memory grows with the number of distinct texts (one hash each) and the vocabulary, not
+script, see :mod:`loralab.datasets.language`). Plots draw Chinese (and Japanese, Korean) words
+with a CJK font when the machine has one (Noto Sans CJK, WenQuanYi, Droid Sans Fallback,
+...). Memory grows with the number of distinct texts (one hash each) and the vocabulary, not
 with the text itself.
 """
 
@@ -20,18 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from loralab.datasets.duplicates import Duplicate, DuplicateIndex
+from loralab.datasets.language import detect_language
 from loralab.datasets.validation import TokenCounter
 
 TOKEN_BATCH = 4096
 TOP_TOKENS = 15
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[^\W\d_\u3400-\u4dbf\u4e00-\u9fff]{2,}")
-_SCRIPTS = (
-    ("Japanese", re.compile(r"[\u3040-\u30ff]")),
-    ("Korean", re.compile(r"[\uac00-\ud7af]")),
-    ("Chinese", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")),
-    ("Cyrillic script", re.compile(r"[\u0400-\u04ff]")),
-    ("Arabic script", re.compile(r"[\u0600-\u06ff]")),
-    ("Latin script (English, ...)", re.compile(r"[A-Za-z\u00c0-\u024f]")),
+# Fonts with CJK glyphs, best first (Debian: fonts-noto-cjk, fonts-wqy-microhei, ...).
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans SC",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Source Han Sans SC",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
 )
 STOP_WORDS = frozenset(
     [
@@ -113,15 +119,6 @@ STOP_WORDS = frozenset(
         "just",
     ]
 )
-
-
-def detect_language(text: str) -> str:
-    """The dominant script of a text (kana wins over Han: Japanese mixes both)."""
-    counts = [(len(pattern.findall(text)), name) for name, pattern in _SCRIPTS]
-    if counts[0][0]:
-        return counts[0][1]
-    best = max(counts[1:])
-    return best[1] if best[0] else "other"
 
 
 @dataclass
@@ -227,12 +224,43 @@ def _count(batch: list[str], counters: dict[str, TokenCounter], profile: Profile
 # -- plots and report -------------------------------------------------------------------------
 
 
+CJK_FONT_FILES = (
+    "wqy-microhei.ttc",
+    "NotoSansCJK-Regular.ttc",
+    "wqy-zenhei.ttc",
+    "DroidSansFallbackFull.ttf",
+)
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+
+
+def cjk_font() -> str | None:
+    """The family name of an installed font with CJK glyphs (None: the machine has none).
+
+    matplotlib caches its font list once; a CJK font installed after that is added by file.
+    """
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    found = next((name for name in CJK_FONTS if name in installed), None)
+    if found is not None:
+        return found
+    for folder in FONT_DIRS:
+        for file in CJK_FONT_FILES:
+            for path in sorted(folder.rglob(file)) if folder.is_dir() else []:
+                font_manager.fontManager.addfont(str(path))
+                return str(font_manager.FontProperties(fname=str(path)).get_name())
+    return None
+
+
 def _figure(width: float = 7.0, height: float = 3.6, ncols: int = 1) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    font = cjk_font()
+    if font is not None:  # Latin text keeps DejaVu Sans; CJK glyphs come from the fallback
+        plt.rcParams["font.family"] = ["DejaVu Sans", font]
     return plt.subplots(1, ncols, figsize=(width, height), dpi=100)
 
 
@@ -242,7 +270,7 @@ def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     with warnings.catch_warnings():
-        # Fonts without CJK glyphs draw boxes for Chinese words; the HTML tables show them.
+        # Without a CJK font Chinese words are boxes in the plot; the HTML tables show them.
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         fig.tight_layout()
         fig.savefig(path)

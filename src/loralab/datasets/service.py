@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from loralab.datasets.analysis import Profile, profile_rows, write_report
 from loralab.datasets.validation import (
     TokenCounter,
+    UnknownCounter,
     ValidationLimits,
     ValidationOptions,
     ValidationReport,
@@ -120,8 +121,37 @@ def limits_for(settings: Settings) -> ValidationLimits:
     )
 
 
-def token_counter(base_model: str) -> TokenCounter:
-    """Token counts with the base model's tokenizer, in batches (fast tokenizers in Rust)."""
+class TokenMeter:
+    """Token ids of a batch with a base model's tokenizer: lengths and unknown tokens.
+
+    The two are asked for the same batch in turn; the batch is encoded once.
+    """
+
+    def __init__(
+        self, encode: Callable[[list[str]], list[list[int]]], unknown_id: int | None
+    ) -> None:
+        self._encode = encode
+        self.unknown_id = unknown_id
+        self._last: tuple[list[str], list[list[int]]] | None = None
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        if self._last is None or self._last[0] is not texts:
+            self._last = (texts, self._encode(texts))
+        return self._last[1]
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        """Tokens per text, special tokens included."""
+        return [len(ids) for ids in self._ids(texts)]
+
+    def unknowns(self, texts: list[str]) -> list[int]:
+        """Unknown tokens per text (0 for byte-level tokenizers, which have none)."""
+        if self.unknown_id is None:
+            return [0] * len(texts)
+        return [ids.count(self.unknown_id) for ids in self._ids(texts)]
+
+
+def token_meter(base_model: str) -> TokenMeter:
+    """A :class:`TokenMeter` with the base model's tokenizer (fast tokenizers in Rust)."""
     from loralab.training.catalog import resolve_model
 
     model = resolve_model(base_model)
@@ -133,29 +163,39 @@ def token_counter(base_model: str) -> TokenCounter:
         backend = Tokenizer.from_file(str(tokenizer_json))
         backend.no_truncation()  # some tokenizer.json files ship with truncation or padding on
         backend.no_padding()
-        return lambda texts: [len(e.ids) for e in backend.encode_batch(texts)]
+        unk = getattr(backend.model, "unk_token", None)
+        return TokenMeter(
+            lambda texts: [e.ids for e in backend.encode_batch(texts)],
+            backend.token_to_id(unk) if isinstance(unk, str) else None,
+        )
     from loralab.training.model import load_tokenizer
 
     tokenizer: Any = load_tokenizer(model)
 
-    def count(texts: list[str]) -> list[int]:
-        encoded = tokenizer(texts, truncation=False, verbose=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+    def encode(texts: list[str]) -> list[list[int]]:
+        return list(tokenizer(texts, truncation=False, verbose=False)["input_ids"])
 
-    return count
+    return TokenMeter(encode, tokenizer.unk_token_id)
 
 
-def _counter_or_note(base_model: str) -> TokenCounter:
-    """A counter; where the tokenizer cannot load, one whose failure the report records."""
+def token_counter(base_model: str) -> TokenCounter:
+    """Token counts with the base model's tokenizer, in batches."""
+    return token_meter(base_model).lengths
+
+
+def _counter_or_note(base_model: str) -> tuple[TokenCounter, UnknownCounter | None]:
+    """A counter and an unknown-token counter; where the tokenizer cannot load, a counter whose
+    failure the report records."""
     try:
-        return token_counter(base_model)
+        meter = token_meter(base_model)
+        return meter.lengths, meter.unknowns
     except Exception as err:  # noqa: BLE001 - any loading failure means "not measured"
         reason = f"tokenizer of {base_model!r} unavailable: {str(err).splitlines()[0][:200]}"
 
         def fail(texts: list[str]) -> list[int]:
             raise RuntimeError(reason)
 
-        return fail
+        return fail, None
 
 
 def resolve_source(settings: Settings, source: str | Path) -> tuple[Path, DatasetVersion | None]:
@@ -197,9 +237,15 @@ def validate_dataset(
     """Validate a file or registered dataset (and a validation file): the full report."""
     spec = spec or DataSpec()
     train_path, val_path, spec, _ = _resolve_pair(settings, source, validation_file, spec)
-    counter = _counter_or_note(spec.base_model) if measure_tokens else None
+    counter, unknowns = _counter_or_note(spec.base_model) if measure_tokens else (None, None)
     return validate_files(
-        train_path, val_path, spec.options(), limits_for(settings), counter, spec.base_model
+        train_path,
+        val_path,
+        spec.options(),
+        limits_for(settings),
+        counter,
+        spec.base_model,
+        unknowns,
     )
 
 
@@ -364,12 +410,51 @@ def resolve_training_data(settings: Settings, config: TrainConfig) -> TrainingDa
                 "label_column": spec.label_column,
             }
         )
-    counter = _counter_or_note(spec.base_model)
+    counter, unknowns = _counter_or_note(spec.base_model)
     report = validate_files(
-        train_path, val_path, spec.options(), limits_for(settings), counter, spec.base_model
+        train_path,
+        val_path,
+        spec.options(),
+        limits_for(settings),
+        counter,
+        spec.base_model,
+        unknowns,
     )
     if not report.ok:
         raise DatasetInvalid(f"the training data has errors: {report.summary()}", report)
     for issue in report.warnings[:5]:
         log.warning("data warning: %s", describe(issue))
     return TrainingData(config, report, versions)
+
+
+FIT_SAMPLE_ROWS = 2000  # rows whose tokens judge a local model's vocabulary
+
+
+def language_fit(
+    settings: Settings, ref: str, base_model: str, model_source: str | None = None
+) -> str | None:
+    """The language-mismatch warning for training ``base_model`` on a registered dataset, or
+    None; read from the version's stored language profile before any model loads.
+
+    A model outside the catalog (``model_source``: its folder) is judged by its tokenizer's
+    unknown-token rate on the first rows of the data.
+    """
+    from loralab.datasets.language import LanguageProfile, check_model_fit, model_languages
+
+    store = store_for(settings)
+    version = store.resolve(parse_ref(ref))
+    profile = LanguageProfile.from_dict(version.report.get("languages"))
+    if not profile.counts:  # registered before language profiles: measure now
+        profile = LanguageProfile.of(t for t, _ in read_canonical(store.file_of(version)))
+    rate = None
+    if model_languages(base_model) is None:
+        texts = [
+            t
+            for _, (t, _) in zip(
+                range(FIT_SAMPLE_ROWS), read_canonical(store.file_of(version)), strict=False
+            )
+        ]
+        meter = token_meter(model_source or base_model)
+        tokens, unknown = sum(meter.lengths(texts)), sum(meter.unknowns(texts))
+        rate = unknown / tokens if tokens else None
+    return check_model_fit(profile, base_model, rate)

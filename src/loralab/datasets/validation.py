@@ -7,12 +7,19 @@ Errors: missing/unreadable file, invalid UTF-8, NUL bytes, unparseable rows (bro
 truncated JSON, wrong field count), missing text/label column, empty text, missing label or one
 outside the declared set, a single class, more rows or bytes than the limits.
 Warnings: leading/trailing whitespace, exact and near-exact duplicates, the same text with
-conflicting labels, class imbalance, train/validation overlap, texts over ``max_length`` tokens.
+conflicting labels, class imbalance, train/validation overlap, texts over ``max_length`` tokens
+(with the ``max_length`` that would keep 99 % of them), a tokenizer that maps more than 5 % of the
+tokens to its unknown token.
+
+The report also holds the language profile of the training file (texts per language, see
+:mod:`loralab.datasets.language`) and, per file, the unknown-token rate of the tokenizer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,12 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from loralab.datasets.duplicates import DuplicateIndex
+from loralab.datasets.language import (
+    CHINESE,
+    UNKNOWN_TOKEN_LIMIT,
+    LanguageProfile,
+    data_language,
+    detect_language,
+)
 from loralab.training.reader import Issue, IssueLog, Record, RecordReader, describe
 
 log = logging.getLogger("loralab.datasets")
 
 TokenCounter = Callable[[list[str]], list[int]]
 """Token counts (special tokens included) of a batch of texts, for the truncation rate."""
+UnknownCounter = Callable[[list[str]], list[int]]
+"""Unknown tokens of each text of a batch (called with the batch just given to the counter)."""
 
 TOKEN_BATCH = 4096
 EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
@@ -62,10 +78,30 @@ class FileStats:
     label_counts: dict[str, int] = field(default_factory=dict)
     tokenized: int = 0
     truncated: int = 0
+    languages: Counter[str] = field(default_factory=Counter)
+    tokens: int = 0  # tokens of the texts whose unknown tokens were counted
+    unknown_tokens: int = 0
+    lengths: array[int] = field(default_factory=lambda: array("I"), repr=False)
 
     @property
     def truncation_rate(self) -> float | None:
         return self.truncated / self.tokenized if self.tokenized else None
+
+    @property
+    def unknown_token_rate(self) -> float | None:
+        """Share of the tokens that the tokenizer maps to its unknown token."""
+        return self.unknown_tokens / self.tokens if self.tokens else None
+
+    @property
+    def language_profile(self) -> LanguageProfile:
+        return LanguageProfile(dict(self.languages.most_common()))
+
+    def length_for(self, share: float = 0.99) -> int | None:
+        """The max_length that keeps ``share`` of the texts whole (None: not measured)."""
+        if not self.lengths:
+            return None
+        ordered = sorted(self.lengths)
+        return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +112,9 @@ class FileStats:
             "tokenized": self.tokenized,
             "truncated": self.truncated,
             "truncation_rate": self.truncation_rate,
+            "languages": dict(self.languages.most_common()),
+            "unknown_tokens": self.unknown_tokens,
+            "unknown_token_rate": self.unknown_token_rate,
         }
 
 
@@ -118,6 +157,17 @@ class ValidationReport:
         """0: clean; 1: warnings only; 2: errors."""
         return EXIT_ERRORS if self.error_count else EXIT_WARNINGS if self.warning_count else EXIT_OK
 
+    @property
+    def languages(self) -> LanguageProfile:
+        """The language profile of the training file's valid rows."""
+        return self.files[0].language_profile if self.files else LanguageProfile({})
+
+    @property
+    def unknown_token_rate(self) -> float | None:
+        """Unknown tokens over all tokens of every file (None: not measured)."""
+        tokens = sum(f.tokens for f in self.files)
+        return sum(f.unknown_tokens for f in self.files) / tokens if tokens else None
+
     def summary(self, limit: int = 5) -> str:
         """The first few errors on one line, for an exception message."""
         shown = [describe(i) for i in self.errors[:limit]]
@@ -133,6 +183,9 @@ class ValidationReport:
             "counts": self.counts,
             "max_length": self.max_length,
             "tokenizer": self.tokenizer,
+            "language": data_language(self.languages),
+            "languages": self.languages.counts,
+            "unknown_token_rate": self.unknown_token_rate,
             "files": [f.to_dict() for f in self.files],
             "issues": [i.to_dict() for i in self.issues],
         }
@@ -148,12 +201,14 @@ class _FileCheck:
         limits: ValidationLimits,
         issues: IssueLog,
         counter: TokenCounter | None,
+        unknowns: UnknownCounter | None = None,
     ) -> None:
         self.name = name
         self.options = options
         self.limits = limits
         self.issues = issues
         self.counter = counter
+        self.unknowns = unknowns
         self.stats = FileStats(name)
         self.seen = DuplicateIndex()
         self.labels: Counter[str] = Counter()  # labels of valid rows
@@ -193,6 +248,7 @@ class _FileCheck:
         if text is None or not text.strip():
             return
         self.stats.valid_rows += 1
+        self.stats.languages[detect_language(text)] += 1
         self.labels[label] += 1
         self._check_duplicate(record, text.strip(), label)
         if self.counter is not None:
@@ -223,7 +279,9 @@ class _FileCheck:
             self.warn("tokenizer_failed", f"truncation rate not measured ({err})")
             self.counter = None
             return
+        self._count_unknown([text for _, text in batch], counts)
         limit = self.options.max_length
+        self.stats.lengths.extend(counts)
         for (row, _), n in zip(batch, counts, strict=True):
             self.stats.tokenized += 1
             if n > limit:
@@ -235,6 +293,19 @@ class _FileCheck:
                     row=row,
                     file=self.name,
                 )
+
+    def _count_unknown(self, texts: list[str], counts: list[int]) -> None:
+        """Unknown tokens of a batch the counter has just measured (texts as given to it)."""
+        if self.unknowns is None:
+            return
+        try:
+            unknown = self.unknowns(texts)
+        except Exception as err:  # noqa: BLE001 - like the counter: a report, never a crash
+            self.warn("tokenizer_failed", f"unknown-token rate not measured ({err})")
+            self.unknowns = None
+            return
+        self.stats.tokens += sum(counts)
+        self.stats.unknown_tokens += sum(unknown)
 
     def finish(self) -> None:
         self._count_tokens()
@@ -251,11 +322,27 @@ class _FileCheck:
                     if not (i.code == "truncated" and i.file == self.name)
                 ]
             else:
-                self.warn(
-                    "truncation_rate",
-                    f"{self.stats.truncated} of {self.stats.tokenized} texts ({rate:.1%}) exceed "
-                    f"max_length {self.options.max_length} tokens and will be truncated",
-                )
+                self.warn("truncation_rate", self._truncation_message(rate))
+        unknown = self.stats.unknown_token_rate
+        if unknown is not None and unknown > UNKNOWN_TOKEN_LIMIT:
+            self.warn(
+                "unknown_tokens",
+                f"{unknown:.1%} of the tokens are unknown to the tokenizer: the base model "
+                "cannot read much of this text",
+            )
+
+    def _truncation_message(self, rate: float) -> str:
+        """How many texts are cut, and the max_length that would keep 99 % of them whole."""
+        message = (
+            f"{self.stats.truncated} of {self.stats.tokenized} texts ({rate:.1%}) exceed "
+            f"max_length {self.options.max_length} tokens and will be truncated"
+        )
+        keep = self.stats.length_for(0.99)
+        if keep is not None:
+            message += f"; max_length {keep} keeps 99% of them whole"
+        if self.stats.language_profile.dominant == CHINESE:
+            message += " (Chinese takes about one token per character)"
+        return message
 
     def _check_classes(self) -> None:
         if len(self.found) == 1:
@@ -292,15 +379,21 @@ def validate_files(
     limits: ValidationLimits | None = None,
     token_counter: TokenCounter | None = None,
     tokenizer_name: str | None = None,
+    unknown_counter: UnknownCounter | None = None,
 ) -> ValidationReport:
-    """Validate a training file (and a validation file): a report, never an exception."""
+    """Validate a training file (and a validation file): a report, never an exception.
+
+    ``unknown_counter`` (with ``token_counter``) measures the unknown-token rate.
+    """
     options = options or ValidationOptions()
     limits = limits or ValidationLimits()
     issues = IssueLog(limits.max_examples)
     checks: list[_FileCheck] = []
     try:
         # reports are stored and shown to users: the file's name, never the server's folder
-        train = _FileCheck(Path(train_file).name, options, limits, issues, token_counter)
+        train = _FileCheck(
+            Path(train_file).name, options, limits, issues, token_counter, unknown_counter
+        )
         checks.append(train)
         reader = _read(train_file, options, limits, issues)
         for record in reader:
@@ -308,7 +401,9 @@ def validate_files(
         train.stats.rows = reader.rows
         train.finish()
         if validation_file is not None:
-            val = _FileCheck(Path(validation_file).name, options, limits, issues, train.counter)
+            val = _FileCheck(
+                Path(validation_file).name, options, limits, issues, train.counter, train.unknowns
+            )
             checks.append(val)
             reader = _read(validation_file, options, limits, issues)
             _check_leakage(train, val, iter(reader))

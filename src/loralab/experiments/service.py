@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loralab.datasets import service as datasets
+from loralab.datasets.language import check_model_fit, data_language, model_languages
 from loralab.errors import InvalidInput, NotFound
 from loralab.infra.tracking import MlflowTracker
 from loralab.settings import Settings
@@ -124,7 +125,8 @@ def train(
     )
     _record_data(settings, tracker, result, data)
     dataset = _dataset_of(data, result)
-    update_state(result.run, dataset=dataset)  # a resumed run registers with the same lineage
+    # a resumed run registers with the same lineage and data language
+    update_state(result.run, dataset=dataset, data_language=data_language(data.report.languages))
     if result.status == "succeeded":
         _register(settings, result, run_config, dataset, user, model_name, progress)
     return result
@@ -155,12 +157,32 @@ def _prepare(
     located = config.model_copy(update={"base_model": source}) if source else config
     try:
         data = datasets.resolve_training_data(settings, located)
+        _check_language(settings, data, config.base_model, progress)
         _note_data_warnings(data, progress)
         run_config = data.config.model_copy(update={"base_model": config.base_model})
         prepared = prepare_training(run_config, source)
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None
     return data, run_config, prepared
+
+
+def _check_language(
+    settings: Settings,
+    data: datasets.TrainingData,
+    base_model: str,
+    progress: ProgressReporter | None,
+) -> None:
+    """Before any model loads: most of the data in a language the base model does not read is
+    a warning, or an error where ``datasets.language_mismatch`` says so."""
+    report = data.report
+    warning = check_model_fit(report.languages, base_model, report.unknown_token_rate)
+    if warning is None:
+        return
+    if settings.datasets.language_mismatch == "error":
+        raise InvalidInput(f"{warning[0].upper()}{warning[1:]}")
+    log.warning("language: %s", warning)
+    if progress is not None:
+        progress.note(f"language: {warning}")
 
 
 def _note_data_warnings(data: datasets.TrainingData, progress: ProgressReporter | None) -> None:
@@ -226,7 +248,10 @@ def _card_fields(
     return {
         "run_id": result.tracker_run_id,
         "base_model": config.base_model,
-        "language": state.get("language", ""),
+        "language": state.get("data_language") or state.get("language", ""),
+        "base_languages": [
+            x for x in model_languages(config.base_model) or [state.get("language")] if x
+        ],
         "labels": list(state.get("labels", [])),
         "metrics": {
             k: float(result.report[k])

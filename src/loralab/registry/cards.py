@@ -76,7 +76,14 @@ class ModelCard(BaseModel):
     version: str = Field(pattern=r"^[1-9][0-9]*$")
     run_id: str = Field(min_length=1, max_length=200)
     base_model: str = Field(min_length=1, max_length=500)
-    language: str = Field(min_length=1, max_length=100)
+    language: str = Field(
+        min_length=1, max_length=100, description="The language of the data it was trained on."
+    )
+    base_languages: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="The languages the base model reads (empty: not recorded).",
+    )
     task: str = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=5000)
     labels: list[str] = Field(min_length=1)

@@ -181,6 +181,7 @@ class RegistryService:
         task: str = "text-classification",
         description: str = "",
         tags: dict[str, str] | None = None,
+        base_languages: list[str] | None = None,
     ) -> ModelCard:
         """Register a new version (in Staging) from a finished run and write its card.
 
@@ -193,6 +194,7 @@ class RegistryService:
                 "run_id": run_id,
                 "base_model": base_model,
                 "language": language,
+                "base_languages": base_languages or [],
                 "task": task,
                 "description": description,
                 "labels": labels,
@@ -350,11 +352,13 @@ class RegistryService:
         labels: list[str] | None = None,
         fingerprint: str | None = None,
         limit: int = 5,
+        language: str | None = None,
     ) -> Recommendations:
         """Models trained on the most similar data, and the settings of the best run there.
 
         Score: 1.0 for the same data (fingerprint); otherwise 0.5 x cosine(card, dataset text)
-        + 0.3 x label overlap (Jaccard) + 0.2 if the dataset name matches.
+        + 0.3 x label overlap (Jaccard) + 0.2 if the dataset name matches. ``language`` (the
+        data's): models trained on data in another language are left out.
         """
         check_limit(limit)
         if not name or not name.strip():
@@ -369,6 +373,8 @@ class RegistryService:
         scored: list[tuple[float, int, list[str]]] = []
         for i, card in enumerate(index.cards):
             reasons: list[str] = []
+            if language and card.language.casefold() != language.casefold():
+                continue
             if fingerprint and card.dataset.fingerprint == fingerprint:
                 score = 1.0
                 reasons.append(f"trained on the same data (fingerprint {fingerprint[:12]})")
@@ -397,8 +403,13 @@ class RegistryService:
         from loralab.datasets.service import show_version
 
         version = viewer.resolve(ref) if viewer is not None else show_version(self.settings, ref)
+        language = version.report.get("language")  # stored with the version (older: none)
         return self.recommend_for_dataset(
-            version.name, sorted(version.label_counts), version.fingerprint, limit
+            version.name,
+            sorted(version.label_counts),
+            version.fingerprint,
+            limit,
+            language if isinstance(language, str) and language != "unknown" else None,
         )
 
     def _best_on_same_data(self, top: ModelCard, cards: list[ModelCard]) -> ModelCard | None:

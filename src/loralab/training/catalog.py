@@ -40,9 +40,15 @@ FAMILIES: dict[str, ModelFamily] = {
 class CatalogEntry:
     name: str
     hub_id: str
-    language: str
+    language: str  # the language it was pre-trained on
     description: str
-    packaged: bool = False
+    packaged: bool = False  # its weights ship in a package: works offline
+    also_reads: tuple[str, ...] = ()
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Every language the model reads (data in another gets a mismatch warning)."""
+        return (self.language, *self.also_reads)
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -65,7 +71,11 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry("roberta-base", "roberta-base", "English", "RoBERTa base (125M parameters)."),
         CatalogEntry("albert-base-v2", "albert-base-v2", "English", "ALBERT base v2 (12M)."),
         CatalogEntry(
-            "bert-base-chinese", "bert-base-chinese", "Chinese", "BERT base for Chinese (102M)."
+            "bert-base-chinese",
+            "bert-base-chinese",
+            "Chinese",
+            "BERT base for Chinese (102M), one token per character. No package ships it: it "
+            "loads from a hub or the local cache, or from a local copy.",
         ),
     )
 }

@@ -63,7 +63,13 @@ def _print_report(report: Any) -> None:
         labels = ", ".join(f"{k}: {n}" for k, n in stats.label_counts.items()) or "-"
         rate = stats.truncation_rate
         truncation = "" if rate is None else f"; over max_length {report.max_length}: {rate:.2%}"
+        unknown = stats.unknown_token_rate
+        truncation += "" if unknown is None else f"; unknown tokens: {unknown:.2%}"
+        langs = ", ".join(
+            f"{k} {v / max(1, stats.valid_rows):.0%}" for k, v in stats.languages.items()
+        )
         console.print(f"[bold]{stats.name}[/bold]: {stats.rows} rows; labels {labels}{truncation}")
+        console.print(f"  languages: {langs or '-'}")
     if report.issues:
         table = Table(title="problems (errors block training; warnings do not)")
         for column in ("severity", "kind", "where", "reason"):
