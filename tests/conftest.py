@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def _offline(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.setenv("HF_HUB_OFFLINE", "1")
     mp.setenv("TRANSFORMERS_OFFLINE", "1")
     mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+    # request limits are counted in the shared Redis: each test session counts on its own
+    mp.setenv("LORALAB_LIMITS__PREFIX", f"loralab:test:{uuid.uuid4().hex}:")
     yield
     mp.undo()
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from loralab.audit.log import AuditLog
     from loralab.infra.db import Database
     from loralab.infra.queue import JobQueue
+    from loralab.infra.ratelimit import RateLimiter
     from loralab.jobs.service import JobService
     from loralab.observability.metrics import Metrics
     from loralab.registry.service import RegistryService
@@ -51,10 +52,21 @@ class Services:
         return self._queue or celery_queue(self.settings)
 
     @cached_property
+    def limiter(self) -> RateLimiter:
+        """Request limits counted in Redis (shared by every API process)."""
+        from loralab.infra.ratelimit import redis_limiter
+
+        return redis_limiter(self.settings)
+
+    @cached_property
     def users(self) -> UserService:
+        from loralab.infra.ratelimit import limits_of
         from loralab.users.service import UserService
 
-        return UserService(self.db, self.settings.auth, self.audit)
+        limits = limits_of(self.settings.limits)
+        return UserService(
+            self.db, self.settings.auth, self.audit, limiter=self.limiter, limits=limits
+        )
 
     @cached_property
     def jobs(self) -> JobService:

@@ -64,16 +64,6 @@ class DatasetSettings(BaseModel):
     max_examples: int = Field(
         default=20, ge=1, le=10_000, description="Rows listed per kind of problem in a report."
     )
-    language_mismatch: Literal["warn", "error"] = Field(
-        default="warn",
-        description="Most of the data in a language the base model does not read: warn, or "
-        "refuse to train (loralab train and the worker).",
-    )
-    api_language_mismatch: Literal["warn", "error"] = Field(
-        default="error",
-        description="The same for jobs submitted through the API (POST /train); a request may "
-        "set allow_language_mismatch to train anyway, with the warning on the job.",
-    )
 
 
 class RegistrySettings(BaseModel):
@@ -209,6 +199,12 @@ class ApiSettings(BaseModel):
     max_upload_bytes: int = Field(
         default=200_000_000, ge=1, description="Largest dataset upload accepted."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For / "
+        "Forwarded headers name the client. Empty: the headers are ignored and the client is "
+        "the connection's peer.",
+    )
 
 
 class ObservabilitySettings(BaseModel):
@@ -226,6 +222,11 @@ class ObservabilitySettings(BaseModel):
         gt=0,
         description="How often the API re-verifies the audit chain for loralab_audit_chain_valid.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token GET /metrics of the platform API needs. Empty: /metrics "
+        "answers only to loopback peers (a scraper on the same host).",
+    )
 
 
 class AuditSettings(BaseModel):
@@ -238,6 +239,39 @@ class AuditSettings(BaseModel):
         default=None,
         description="Where the sealed head of the audit chain is written at every append. "
         "Empty: <results home>/audit-anchor.json.",
+    )
+
+
+class LimitSettings(BaseModel):
+    """Request limits, counted in Redis so every API process sees the same count."""
+
+    redis_url: str | None = Field(
+        default=None, description="Redis holding the counts. Empty: queue.broker_url."
+    )
+    prefix: str = Field(
+        default="loralab:limit:", min_length=1, description="Key prefix of the counters."
+    )
+    login_failures_per_address: int = Field(
+        default=30, ge=1, description="Failed sign-ins from one address (any user names)."
+    )
+    login_window_seconds: int = Field(
+        default=300, ge=1, description="Window of login_failures_per_address."
+    )
+    password_failures_per_user: int = Field(
+        default=5, ge=1, description="Wrong old passwords on POST /me/password per user."
+    )
+    password_window_seconds: int = Field(
+        default=900, ge=1, description="Window of password_failures_per_user."
+    )
+    train_per_user: int = Field(default=30, ge=1, description="POST /train per user per window.")
+    uploads_per_user: int = Field(
+        default=30, ge=1, description="POST /datasets (uploads) per user per window."
+    )
+    predict_per_user: int = Field(
+        default=1200, ge=1, description="POST /predict and /predict/batch per user per window."
+    )
+    window_seconds: int = Field(
+        default=60, ge=1, description="Window of the per-user train, upload and predict limits."
     )
 
 
@@ -270,6 +304,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @property

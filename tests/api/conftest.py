@@ -4,6 +4,7 @@ hand-written fake: these tests do not run jobs (the worker tests do, through Cel
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,14 @@ from fastapi.testclient import TestClient
 from loralab.bootstrap import Services, build_services
 from loralab.datasets import service as datasets
 from loralab.entrypoints.api.app import create_app
-from loralab.settings import AuthSettings, DbSettings, RegistrySettings, Settings, StorageSettings
+from loralab.settings import (
+    AuthSettings,
+    DbSettings,
+    LimitSettings,
+    RegistrySettings,
+    Settings,
+    StorageSettings,
+)
 
 SECRET = "a-test-signing-secret-that-is-long-enough-0123456789"
 PASSWORD = "correct horse battery"
@@ -36,6 +44,7 @@ def settings_for(tmp: Path, models: Path) -> Settings:
         registry=RegistrySettings(card_dir=tmp / "cards"),
         db=DbSettings(url=f"sqlite:///{tmp / 'platform.db'}"),
         auth=AuthSettings(secret_key=SECRET, login_max_failures=3),  # type: ignore[arg-type]
+        limits=LimitSettings(prefix=f"loralab:test:{uuid.uuid4().hex}:"),  # counts of its own
     )
 
 

@@ -22,11 +22,14 @@ from loralab.settings import (
 )
 
 # Every route and who may call it. A route missing here fails test_every_route_has_a_decision.
-# public: anyone; user: any signed-in user; owner: the job's owner or an admin; admin: admins.
+# public: anyone; user: any signed-in user; owner: the job's owner or an admin; admin: admins;
+# monitoring: the metrics token's holder or a loopback peer (tests/api/test_edge.py).
 ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/login"): "public",
     ("GET", "/health"): "public",
-    ("GET", "/metrics"): "public",
+    ("GET", "/health/live"): "public",
+    ("GET", "/health/ready"): "public",
+    ("GET", "/metrics"): "monitoring",
     ("GET", "/mlflow"): "public",
     ("GET", "/openapi.json"): "public",
     ("GET", "/docs"): "public",
@@ -106,6 +109,9 @@ def test_each_route_admits_exactly_who_the_table_says(platform) -> None:
         anonymous = client.request(method, url)
         if who == "public":
             assert anonymous.status_code not in {401, 403}, (method, path)
+            continue
+        if who == "monitoring":  # not by a user token, whoever signed in
+            assert client.request(method, url, headers=root).status_code == 403, (method, path)
             continue
         assert anonymous.status_code == 401, (method, path, anonymous.status_code)
         as_bob = client.request(method, url, headers=bob).status_code
@@ -324,8 +330,8 @@ def test_public_routes_say_no_secrets(platform) -> None:
     info = client.get("/mlflow").json()
     assert set(info) == {"tracking_uri", "ui"} and SECRET not in str(info)
     health = client.get("/health").json()
-    assert health["database"] == "ok" and "model" in health
-    assert "loralab_http_requests_total" in client.get("/metrics").text
+    assert health == {"status": "ok", "database": "ok", "broker": "ok"}  # no versions
+    assert client.get("/metrics").status_code == 403  # a TestClient peer is not loopback
     docs = client.get("/openapi.json").json()
     assert "/train" in docs["paths"] and "/login" in docs["paths"]
 

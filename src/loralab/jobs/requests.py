@@ -4,14 +4,18 @@ Owner, state, attempts, output paths and every other server-side field are not f
 ``extra="forbid"`` refuses them. Data comes only from registered datasets (``NAME@VERSION``) and
 base models only from the catalog or by folder name under ``storage.models_dir``: a request
 never names a server path.
+
+Every training setting here takes its type's constraints from :class:`TrainConfig`
+(:func:`from_config`), so whatever the API accepts, training accepts too; the API only
+narrows (shorter texts, bounded lists) and checks the whole as a TrainConfig at the edge.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loralab.datasets.versioning import parse_ref
 from loralab.errors import InvalidInput
@@ -20,6 +24,31 @@ from loralab.training.catalog import CATALOG
 from loralab.training.config import ConfigError, TrainConfig, build_config
 
 _MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_NOT_TRAINING = {"model_name", "allow_language_mismatch"}  # request fields TrainConfig lacks
+_CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length", "pattern")
+_NARROWER = {"max_length": min, "le": min, "lt": min, "min_length": max, "ge": max, "gt": max}
+
+
+def config_constraints(name: str) -> dict[str, Any]:
+    """The constraints TrainConfig declares on field ``name`` (ge, le, pattern, ...)."""
+    found: dict[str, Any] = {}
+    for item in TrainConfig.model_fields[name].metadata:
+        for key in _CONSTRAINTS:
+            value = getattr(item, key, None)
+            if value is not None:
+                found[key] = value
+    return found
+
+
+def from_config(name: str, description: str | None = None, **narrower: Any) -> Any:
+    """An optional request field with TrainConfig's constraints for ``name``; ``narrower``
+    may only tighten them (the API's own bounds on sizes)."""
+    constraints = config_constraints(name)
+    for key, value in narrower.items():
+        pick = _NARROWER[key]
+        constraints[key] = pick(constraints[key], value) if key in constraints else value
+    help_text = description or TrainConfig.model_fields[name].description
+    return Field(default=None, description=help_text, **constraints)
 
 
 def _refuse_paths(field: str, value: str) -> str:
@@ -34,39 +63,41 @@ class TrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    experiment: str | None = Field(default=None, max_length=100)
-    base_model: str | None = Field(
-        default=None,
+    experiment: str | None = from_config("experiment")
+    base_model: str | None = from_config(
+        "base_model",
+        "A catalog name or the folder name of a model under storage.models_dir.",
         max_length=128,
-        description="A catalog name or the folder name of a model under storage.models_dir.",
     )
     train_file: str = Field(
-        max_length=200, description="A registered dataset: NAME@VERSION or NAME@latest."
+        min_length=1,
+        max_length=200,
+        description="A registered dataset: NAME@VERSION or NAME@latest.",
     )
-    validation_file: str | None = Field(
-        default=None, max_length=200, description="A registered dataset, or empty: a split."
+    validation_file: str | None = from_config(
+        "validation_file", "A registered dataset, or empty: a split.", max_length=200
     )
-    text_column: str | None = Field(default=None, max_length=128)
-    label_column: str | None = Field(default=None, max_length=128)
-    labels: list[str] | None = Field(default=None, max_length=1000)
-    validation_split: float | None = None
-    max_length: int | None = None
-    lora_r: int | None = None
-    lora_alpha: int | None = None
-    lora_dropout: float | None = None
-    lora_target_modules: list[str] | None = Field(default=None, max_length=64)
-    epochs: float | None = None
-    max_steps: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    weight_decay: float | None = None
-    warmup_ratio: float | None = None
-    seed: int | None = None
-    eval_steps: int | None = None
-    metric_for_best: Literal["accuracy", "macro_f1", "loss"] | None = None
-    early_stopping_patience: int | None = None
-    device: Literal["auto", "cpu", "cuda", "mps"] | None = None
-    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
+    text_column: str | None = from_config("text_column", max_length=128)
+    label_column: str | None = from_config("label_column", max_length=128)
+    labels: list[str] | None = from_config("labels", max_length=1000)
+    validation_split: float | None = from_config("validation_split")
+    max_length: int | None = from_config("max_length")
+    lora_r: int | None = from_config("lora_r")
+    lora_alpha: int | None = from_config("lora_alpha")
+    lora_dropout: float | None = from_config("lora_dropout")
+    lora_target_modules: list[str] | None = from_config("lora_target_modules", max_length=64)
+    epochs: float | None = from_config("epochs")
+    max_steps: int | None = from_config("max_steps")
+    batch_size: int | None = from_config("batch_size")
+    learning_rate: float | None = from_config("learning_rate")
+    weight_decay: float | None = from_config("weight_decay")
+    warmup_ratio: float | None = from_config("warmup_ratio")
+    seed: int | None = from_config("seed")
+    eval_steps: int | None = from_config("eval_steps")
+    metric_for_best: Literal["accuracy", "macro_f1", "loss"] | None = from_config("metric_for_best")
+    early_stopping_patience: int | None = from_config("early_stopping_patience")
+    device: Literal["auto", "cpu", "cuda", "mps"] | None = from_config("device")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = from_config("precision")
     model_name: str | None = Field(
         default=None,
         pattern=_MODEL_NAME,
@@ -92,6 +123,23 @@ class TrainRequest(BaseModel):
         """A name, never a path (it resolves server-side)."""
         return None if value is None else _refuse_paths("base_model", value)
 
+    @model_validator(mode="after")
+    def _a_train_config(self) -> TrainRequest:
+        """The settings together are a valid TrainConfig (e.g. two distinct columns)."""
+        try:
+            TrainConfig(**self.settings())
+        except ValidationError as err:
+            issues = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                for e in err.errors()
+            )
+            raise ValueError(issues) from None
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The training settings chosen, as TrainConfig takes them."""
+        return self.model_dump(exclude_none=True, exclude=_NOT_TRAINING)
+
 
 def check_base_model(settings: Settings, name: str) -> str:
     """The name, if it is a catalog model or a model folder under ``storage.models_dir``.
@@ -111,7 +159,7 @@ def check_base_model(settings: Settings, name: str) -> str:
 
 def to_train_config(settings: Settings, request: TrainRequest) -> TrainConfig:
     """The full, validated TrainConfig; errors name the field (``InvalidInput``)."""
-    data = request.model_dump(exclude_none=True, exclude={"model_name"})
+    data = request.settings()
     if "base_model" in data:
         data["base_model"] = check_base_model(settings, data["base_model"])
     if Path(data["train_file"]).exists():  # a file named like the ref would win: refuse it

@@ -49,6 +49,13 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None  # stored times read back as aware UTC
 
 
+def _dispatch(row: Job) -> str | None:
+    """Queued jobs: ``sent`` once the broker took the id, ``deferred`` until then."""
+    if row.state != states.QUEUED:
+        return None
+    return "deferred" if row.published_at is None else "sent"
+
+
 class JobService:
     """Submit, read, cancel and execute training jobs."""
 
@@ -66,7 +73,8 @@ class JobService:
         is not is refused exactly like one that does not exist.
 
         The row is committed before the broker hears of it, so a worker always finds it; a
-        broker that is down leaves the job queued for the recovery sweep to send again.
+        broker that is down leaves the job queued with ``published_at`` empty, and the
+        recovery sweep sends it once the broker is back: the view says ``dispatch="deferred"``.
         """
         request = self._pin_datasets(actor, request)
         config = to_train_config(self.settings, request)
@@ -83,7 +91,7 @@ class JobService:
                 "or cancel one",
                 retry_after=30,
             )
-        self._send(job_id, queue)
+        row.published_at = self._send(job_id, queue)
         with self.db.session() as session:  # the row as inserted: only its position is read
             return self._view(session, row, owner=actor.username)
 
@@ -199,13 +207,24 @@ class JobService:
             return None
         return Job(**{name: value for name, (value, _) in fields.items()})
 
-    def _send(self, job_id: str, queue: str) -> None:
+    def _send(self, job_id: str, queue: str) -> datetime | None:
+        """Hand the id to the broker and stamp ``published_at``; None if the broker is down."""
         try:
             self.queue.enqueue(job_id, queue)
         except Exception as err:  # noqa: BLE001 - the row is the truth; recovery resends it
             log.warning(
                 "job %s queued but not sent to the broker (%s): recovery resends it", job_id, err
             )
+            return None
+        now = utcnow()
+        with self.db.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.published_at.is_(None))
+                .values(published_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        return now
 
     def _visible(self, session: Session, actor: Actor, job_id: str) -> Job:
         row = session.get(Job, job_id) if len(job_id) <= 36 else None
@@ -281,6 +300,7 @@ class JobService:
             started_at=_iso(row.started_at),
             finished_at=_iso(row.finished_at),
             queue_position=self._position(session, row) if row.state == states.QUEUED else None,
+            dispatch=_dispatch(row),
         )
 
     def _position(self, session: Session, row: Job) -> int:

@@ -51,3 +51,5 @@ class JobView:
     started_at: str | None
     finished_at: str | None
     queue_position: int | None
+    # queued jobs: sent (the broker has it) or deferred (the recovery sweep sends it later)
+    dispatch: str | None = None

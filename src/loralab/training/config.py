@@ -29,6 +29,10 @@ _TEXT_FIELDS = (
 )
 
 
+# Step counts beyond this are typos, not plans (and overflow the counters of the libraries below).
+MAX_COUNT = 10**9
+
+
 class TrainConfig(BaseModel):
     """Everything that defines one training run. Saved in full as config.yaml beside the run."""
 
@@ -80,7 +84,10 @@ class TrainConfig(BaseModel):
     # -- optimisation ------------------------------------------------------------------------
     epochs: float = Field(default=3.0, gt=0.0, le=1000.0, description="Training epochs.")
     max_steps: int | None = Field(
-        default=None, ge=1, description="Stop after this many optimiser steps (overrides epochs)."
+        default=None,
+        ge=1,
+        le=MAX_COUNT,
+        description="Stop after this many optimiser steps (overrides epochs).",
     )
     batch_size: int = Field(default=32, ge=1, le=4096, description="Training batch size.")
     eval_batch_size: int = Field(default=128, ge=1, le=8192, description="Evaluation batch size.")
@@ -94,17 +101,25 @@ class TrainConfig(BaseModel):
     group_by_length: bool = Field(
         default=True, description="Batch texts of similar length together (much faster on CPU)."
     )
-    seed: int = Field(default=42, ge=0, description="Random seed (split, init, shuffling).")
+    seed: int = Field(
+        default=42, ge=0, le=2**32 - 1, description="Random seed (split, init, shuffling)."
+    )
 
     # -- evaluation and checkpoints ------------------------------------------------------------
     eval_steps: int | None = Field(
-        default=None, ge=1, description="Evaluate and checkpoint every N steps. Empty: each epoch."
+        default=None,
+        ge=1,
+        le=MAX_COUNT,
+        description="Evaluate and checkpoint every N steps. Empty: each epoch.",
     )
     metric_for_best: Literal["accuracy", "macro_f1", "loss"] = Field(
         default="accuracy", description="Validation metric that picks the best checkpoint."
     )
     early_stopping_patience: int = Field(
-        default=3, ge=0, description="Stop after N evaluations without improvement (0: never)."
+        default=3,
+        ge=0,
+        le=MAX_COUNT,
+        description="Stop after N evaluations without improvement (0: never).",
     )
     fastest_tolerance: float = Field(
         default=0.01,
@@ -112,7 +127,9 @@ class TrainConfig(BaseModel):
         le=1.0,
         description="'Fastest' checkpoint: the earliest whose metric is within this of the best.",
     )
-    logging_steps: int = Field(default=10, ge=1, description="Log loss and lr every N steps.")
+    logging_steps: int = Field(
+        default=10, ge=1, le=MAX_COUNT, description="Log loss and lr every N steps."
+    )
 
     # -- hardware ------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(

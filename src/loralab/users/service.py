@@ -30,7 +30,8 @@ from loralab.errors import (
 from loralab.identity import ROLES, SYSTEM, Actor, RequestContext
 from loralab.infra.db import Database, User, utcnow
 from loralab.infra.locks import USERS_LOCK_KEY, serialise_writes
-from loralab.settings import AuthSettings
+from loralab.infra.ratelimit import Limits, RateLimiter, limits_of
+from loralab.settings import AuthSettings, LimitSettings
 from loralab.users.passwords import hash_password, needs_rehash, verify_password
 from loralab.users.tokens import decode_token, issue_token
 
@@ -93,11 +94,15 @@ class UserService:
         auth: AuthSettings,
         audit: AuditLog,
         clock: Callable[[], datetime] = utcnow,
+        limiter: RateLimiter | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._db = db
         self._auth = auth
         self._audit = audit
         self._clock = clock
+        self._limiter = limiter
+        self._limits = limits or limits_of(LimitSettings())
 
     # --- audit helpers ---
 
@@ -196,10 +201,13 @@ class UserService:
 
         An unknown user, a wrong password and a disabled user all get the same
         NotAuthenticated; after ``login_max_failures`` failures of this name from this client
-        within ``login_window_seconds``, TooManyRequests with ``retry_after`` seconds.
+        within ``login_window_seconds``, TooManyRequests with ``retry_after`` seconds; so too
+        after ``limits.login_failures_per_address`` failures of any names from this client
+        (counted in Redis; refused while Redis is unreachable).
         Every attempt is audited (throttled ones as ``login.throttled``, which do not count).
         """
         name = username if isinstance(username, str) else ""
+        self._check_address(name, ctx)
         with self._db.session() as session:
             retry_after = self._retry_after(session, name, ctx)
             if retry_after is not None:
@@ -212,8 +220,23 @@ class UserService:
         if retry_after is not None:
             raise TooManyRequests("too many failed sign-ins; try again later", retry_after)
         if result is None:
+            if self._limiter is not None:
+                self._limiter.record(self._limits.login_address, ctx.client or "")
             raise NotAuthenticated(BAD_SIGN_IN)
         return result
+
+    def _check_address(self, name: str, ctx: RequestContext) -> None:
+        """TooManyRequests (audited) when this client failed too often, whatever the names."""
+        if self._limiter is None:
+            return
+        try:
+            self._limiter.check(self._limits.login_address, ctx.client or "")
+        except TooManyRequests as err:
+            with self._db.session() as session:
+                anonymous = Actor(id=0, username=name, role="")
+                self._record(session, anonymous, "login.throttled", ctx, name, "denied",
+                             {"retry_after": err.retry_after, "by": "address"})  # fmt: skip
+            raise
 
     def _retry_after(self, session: Session, username: str, ctx: RequestContext) -> int | None:
         """Seconds until enough failures leave the window to sign in again; None: not limited."""
@@ -279,6 +302,9 @@ class UserService:
         is_self = actor.id != 0 and actor.username == username
         if not is_self:
             self._require_admin(actor, "user.password", username, ctx)
+        guesses = self._limits.old_password
+        if is_self and self._limiter is not None:
+            self._limiter.check(guesses, username)
         new_hash = hash_password(new_password)
         with self._db.session() as session:
             user = self._find(session, username)
@@ -292,6 +318,8 @@ class UserService:
                 self._record(session, actor, "user.password", ctx, username,
                              detail={"reset": not is_self})  # fmt: skip
         if denied:
+            if self._limiter is not None:
+                self._limiter.record(guesses, username)
             self._deny(actor, "user.password", username, ctx, "old password does not match")
 
     def set_role(

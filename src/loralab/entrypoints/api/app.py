@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from sqlalchemy import text
 
 from loralab.bootstrap import Services, build_services
-from loralab.entrypoints.api.deps import get_current_user, services
+from loralab.entrypoints.api.deps import get_current_user, limited, services
 from loralab.entrypoints.api.errors import install_error_handlers
-from loralab.entrypoints.api.middleware import NO_TELEMETRY, install_common
+from loralab.entrypoints.api.middleware import NO_TELEMETRY, MetricsAccess, install_common
 from loralab.entrypoints.api.predict import predict_router
 from loralab.entrypoints.api.routes import (
     audit,
@@ -29,7 +30,7 @@ from loralab.entrypoints.api.routes import (
     ui_support,
     users,
 )
-from loralab.entrypoints.api.schemas import HealthResponse, ModelHealth, errors
+from loralab.entrypoints.api.schemas import HealthResponse, LiveResponse, errors
 from loralab.entrypoints.api.serving_app import body_limit, serving_lifespan
 from loralab.settings import Settings
 
@@ -64,7 +65,14 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     )
     app.state.services = found
     app.state.predictions = found.predictions
-    install_common(app, found.metrics, max(body_limit(settings), settings.api.max_upload_bytes))
+    token = settings.observability.metrics_token
+    install_common(
+        app,
+        found.metrics,
+        max(body_limit(settings), settings.api.max_upload_bytes),
+        trusted_proxies=settings.api.trusted_proxies,
+        metrics_access=MetricsAccess(token.get_secret_value() if token else None),
+    )
     from loralab.observability.jobs_table import register_platform_collectors
 
     verify_audit, every = found.audit.verify, settings.observability.audit_verify_seconds
@@ -73,38 +81,66 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     for module in (auth, users, jobs, progress, experiments, datasets, models, audit, ui_support):
         app.include_router(module.router)
     app.include_router(
-        predict_router(), dependencies=[Depends(get_current_user)], responses=errors(401)
+        predict_router(),
+        dependencies=[Depends(get_current_user), Depends(limited("predict"))],
+        responses=errors(401, 429),
     )
-
-    @app.get("/health", tags=["monitoring"], summary="Database, broker and model status")
-    def health(request: Request) -> HealthResponse:
-        return platform_health(services(request))
-
+    install_health(app)
     return app
 
 
+def install_health(app: FastAPI) -> None:
+    """``/health`` and ``/health/ready``: readiness (503 from /health/ready when the
+    database or the broker is down); ``/health/live``: the process answers. Anonymous, so
+    they name no versions and no errors."""
+
+    @app.get("/health", tags=["monitoring"], summary="Readiness, always 200 (status says)")
+    def health(request: Request) -> HealthResponse:
+        return platform_health(services(request))
+
+    @app.get(
+        "/health/ready",
+        tags=["monitoring"],
+        summary="Readiness: 503 when the database or the broker is down",
+        responses={503: {"description": "Not ready", "model": HealthResponse}},
+    )
+    def ready(request: Request, response: Response) -> HealthResponse:
+        answer = platform_health(services(request))
+        if answer.status != "ok":
+            response.status_code = 503
+        return answer
+
+    @app.get("/health/live", tags=["monitoring"], summary="Liveness: the process answers")
+    def live() -> LiveResponse:
+        return LiveResponse(status="ok")
+
+
 def platform_health(found: Services) -> HealthResponse:
-    """Each part's state; ``status`` is ok only when the database answers."""
+    """``ok`` only when the database and the broker both answer."""
+    database: Literal["ok", "down"]
     try:
         with found.db.session() as session:
             session.execute(text("SELECT 1"))
         database = "ok"
-    except Exception as err:  # noqa: BLE001 - reported, not raised
-        database = f"error: {type(err).__name__}"
+    except Exception:  # noqa: BLE001 - reported, not raised
+        database = "down"
+    broker = broker_state(found.settings)
     return HealthResponse(
-        status="ok" if database == "ok" else "degraded",
+        status="ok" if database == broker == "ok" else "degraded",
         database=database,
-        broker=broker_state(found.settings),
-        model=ModelHealth.model_validate(found.predictions.health()),
+        broker=broker,
     )
 
 
-def broker_state(settings: Settings) -> str:
+def broker_state(settings: Settings) -> Literal["ok", "down"]:
+    """ok when the broker's Redis answers a PING within half a second, else down."""
     import redis
 
     try:
-        client = redis.Redis.from_url(settings.queue.broker_url, socket_timeout=0.5)
+        client = redis.Redis.from_url(
+            settings.queue.broker_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
         client.ping()
         return "ok"
-    except Exception as err:  # noqa: BLE001 - reported, not raised
-        return f"unreachable ({type(err).__name__})"
+    except Exception:  # noqa: BLE001 - reported, not raised
+        return "down"

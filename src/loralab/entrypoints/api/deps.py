@@ -8,6 +8,7 @@ service, so the CLI and worker obey it too).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loralab.bootstrap import Services
 from loralab.errors import NotAuthenticated, PermissionDenied
 from loralab.identity import Actor, RequestContext
+from loralab.infra.ratelimit import limits_of
 from loralab.jobs.views import JobView
 
 bearer = HTTPBearer(auto_error=False, description="A token from POST /login")
@@ -27,7 +29,8 @@ def services(request: Request) -> Services:
 
 
 def request_context(request: Request) -> RequestContext:
-    client = request.client.host if request.client else None
+    """Who asks (the address from :func:`middleware.client_address`) and the request id."""
+    client = getattr(request.state, "client", None)
     return RequestContext(client=client, request_id=getattr(request.state, "request_id", None))
 
 
@@ -72,3 +75,15 @@ def check_task_owner(task_id: str, request: Request, actor: CurrentUser) -> JobV
 
 
 OwnedTask = Annotated[JobView, Depends(check_task_owner)]
+
+
+def limited(kind: str) -> Callable[[Request, Actor], None]:
+    """A dependency counting the signed-in user's requests against ``limits.<kind>``
+    (train, upload, predict): 429 with Retry-After past the limit."""
+
+    def count(request: Request, actor: CurrentUser) -> None:
+        found = services(request)
+        limit = getattr(limits_of(found.settings.limits), kind)
+        found.limiter.enforce(limit, f"{actor.id}:{actor.username}")
+
+    return count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -15,6 +17,8 @@ from loralab.errors import (
     PermissionDenied,
     TooManyRequests,
 )
+
+log = logging.getLogger("loralab.api")
 
 STATUS: dict[type[LoralabError], tuple[int, str]] = {
     InvalidInput: (422, "invalid_input"),
@@ -45,5 +49,18 @@ async def _domain_error(request: Request, err: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(err), "error": code}, status_code=status, headers=headers)
 
 
+async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+    """A bug, never the client's input: logged with its request id, answered without details."""
+    request_id = getattr(request.state, "request_id", None)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=err)
+    return JSONResponse(
+        {"detail": f"internal error (request id {request_id})", "error": "internal"},
+        status_code=500,
+        headers={"X-Request-ID": str(request_id)} if request_id else None,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Domain errors to their codes; anything unexpected to a logged 500 with a request id."""
     app.add_exception_handler(LoralabError, _domain_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -194,6 +194,11 @@ class JobPublic(Public):
     started_at: str | None = Field(description=ISO_TIME)
     finished_at: str | None = Field(description=ISO_TIME)
     queue_position: int | None = Field(description="1: next to start; null unless queued.")
+    dispatch: Literal["sent", "deferred"] | None = Field(
+        default=None,
+        description="Queued jobs: sent (the broker has it) or deferred (the broker was down: "
+        "the recovery sweep sends it when it is back); null otherwise.",
+    )
 
 
 class JobList(RootModel[list[JobPublic]]):
@@ -296,8 +301,7 @@ class CardPublic(Public):
     ref: str = Field(description="NAME@VERSION")
     run_id: str
     base_model: str
-    language: str = Field(description="The language of the data it was trained on.")
-    base_languages: list[str] = Field(description="The languages the base model reads.")
+    language: str
     task: str
     description: str
     labels: list[str]
@@ -457,10 +461,19 @@ class ModelHealth(Public):
 
 
 class HealthResponse(Public):
-    status: Literal["ok", "degraded"] = Field(description="ok when the database answers.")
-    database: str
-    broker: str
-    model: ModelHealth
+    """Readiness, for anyone: no versions, no error texts."""
+
+    status: Literal["ok", "degraded"] = Field(
+        description="ok when the database and the broker both answer."
+    )
+    database: Literal["ok", "down"]
+    broker: Literal["ok", "down"]
+
+
+class LiveResponse(Public):
+    """Liveness: the process answers."""
+
+    status: Literal["ok"]
 
 
 # --- web UI support (routes/ui_support.py) -----------------------------------------------------

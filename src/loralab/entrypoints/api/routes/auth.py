@@ -43,7 +43,7 @@ def me(request: Request, actor: CurrentUser) -> UserPublic:
 @router.post(
     "/me/password",
     summary="Change your password (older tokens stop working)",
-    responses=errors(401, 403, 422),
+    responses=errors(401, 403, 422, 429),
 )
 def change_my_password(
     body: PasswordChange, request: Request, actor: CurrentUser, ctx: Context

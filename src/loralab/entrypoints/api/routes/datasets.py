@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from loralab.datasets import uploads
 from loralab.datasets.service import DataSpec
-from loralab.entrypoints.api.deps import Context, CurrentUser, services
+from loralab.entrypoints.api.deps import Context, CurrentUser, limited, services
 from loralab.entrypoints.api.schemas import (
     DatasetList,
     DatasetUploaded,
@@ -23,7 +23,8 @@ router = APIRouter(tags=["datasets"])
     "/datasets",
     status_code=201,
     summary="Upload a dataset file as a new version",
-    responses=errors(401, 409, 413, 422),
+    responses=errors(401, 409, 413, 422, 429),
+    dependencies=[Depends(limited("upload"))],
 )
 def upload(
     request: Request,

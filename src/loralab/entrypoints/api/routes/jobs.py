@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
-from loralab.entrypoints.api.deps import Context, CurrentUser, OwnedTask, services
+from loralab.entrypoints.api.deps import Context, CurrentUser, OwnedTask, limited, services
 from loralab.entrypoints.api.schemas import JobList, JobPublic, errors
 from loralab.jobs.requests import TrainRequest
 
@@ -12,7 +12,11 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.post(
-    "/train", status_code=202, summary="Queue a training job", responses=errors(401, 422, 429)
+    "/train",
+    status_code=202,
+    summary="Queue a training job",
+    responses=errors(401, 422, 429),
+    dependencies=[Depends(limited("train"))],
 )
 def train(body: TrainRequest, request: Request, actor: CurrentUser, ctx: Context) -> JobPublic:
     """Fields are the training settings users may choose; anything else is refused (422).
