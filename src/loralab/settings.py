@@ -64,6 +64,16 @@ class DatasetSettings(BaseModel):
     max_examples: int = Field(
         default=20, ge=1, le=10_000, description="Rows listed per kind of problem in a report."
     )
+    language_mismatch: Literal["warn", "error"] = Field(
+        default="warn",
+        description="Most of the data in a language the base model does not read: warn, or "
+        "refuse to train (loralab train and the worker).",
+    )
+    api_language_mismatch: Literal["warn", "error"] = Field(
+        default="error",
+        description="The same for jobs submitted through the API (POST /train); a request may "
+        "set allow_language_mismatch to train anyway, with the warning on the job.",
+    )
 
 
 class RegistrySettings(BaseModel):

@@ -301,7 +301,8 @@ class CardPublic(Public):
     ref: str = Field(description="NAME@VERSION")
     run_id: str
     base_model: str
-    language: str
+    language: str = Field(description="The language of the data it was trained on.")
+    base_languages: list[str] = Field(description="The languages the base model reads.")
     task: str
     description: str
     labels: list[str]
