@@ -201,6 +201,19 @@ class QueueSettings(BaseModel):
     visibility_timeout: int = Field(
         default=3600, ge=10, description="Seconds before Redis redelivers an unacknowledged job."
     )
+    worker_ttl_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="A worker announces its queues in Redis for this long and renews every "
+        "third of it; a worker silent this long no longer counts as serving its queues.",
+    )
+    refuse_unserved: bool = Field(
+        default=True,
+        description="Refuse (409) a job for a queue no live worker serves. False: accept it "
+        "with a warning in the job view, and it waits (for a platform that starts workers "
+        "on demand).",
+    )
 
 
 class ApiSettings(BaseModel):

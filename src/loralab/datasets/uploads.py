@@ -23,9 +23,15 @@ from typing import Any, BinaryIO
 from loralab.audit.log import AuditLog
 from loralab.datasets import service as datasets
 from loralab.datasets.access import DatasetAccess
-from loralab.datasets.versioning import DatasetVersion, check_name
+from loralab.datasets.versioning import (
+    TEMP_PREFIX,
+    DatasetVersion,
+    check_name,
+    holding,
+    sweep_temporaries,
+)
 from loralab.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from loralab.identity import Actor, RequestContext
+from loralab.identity import Actor, RequestContext, operator_actor
 from loralab.infra.db import Database, DatasetRecord
 from loralab.settings import Settings
 from loralab.training.files import file_lock
@@ -46,7 +52,8 @@ def _suffix(filename: str) -> str:
 @contextlib.contextmanager
 def _spooled(stream: BinaryIO, suffix: str, folder: Path, limit: int) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".upload-") as tmp:
+    _sweep_once(folder)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=TEMP_PREFIX) as tmp, holding(Path(tmp)):
         path = Path(tmp) / f"upload{suffix}"
         size = 0
         with path.open("wb") as out:
@@ -58,6 +65,16 @@ def _spooled(stream: BinaryIO, suffix: str, folder: Path, limit: int) -> Iterato
         if size == 0:
             raise InvalidInput("file: the upload is empty")
         yield path
+
+
+_swept: set[Path] = set()
+
+
+def _sweep_once(folder: Path) -> None:
+    """The first upload of a process removes what uploads a crash cut short left behind."""
+    if folder not in _swept:
+        _swept.add(folder)
+        sweep_temporaries(folder)
 
 
 def upload_dataset(
@@ -97,6 +114,32 @@ def upload_dataset(
         created=registration.created,
         warnings=registration.report.warning_count,
     )
+
+
+def register_as_operator(
+    settings: Settings,
+    db: Database,
+    *,
+    name: str,
+    file: Path,
+    user: str,
+    spec: datasets.DataSpec,
+) -> datasets.Registration:
+    """``loralab data register``: an operator stores a file as a new version of ``name``.
+
+    An operator may add to any name (the rule of :class:`DatasetAccess` for an admin), and the
+    version keeps the name's owner: added under a user's dataset it stays that user's (never
+    shared with everyone, and that user's ``NAME@latest`` is still theirs); a new name or a
+    shared one stays shared.
+    """
+    check_name(name)
+    access = DatasetAccess(settings, db, operator_actor(user))
+    with file_lock(settings.dataset_store_dir / ".locks" / f"{name}.lock"):
+        _, owner = access.name_owner(name)
+        registration = datasets.register_dataset(settings, name, file, user=user, spec=spec)
+        with db.session() as session:
+            _record_ownership(session, owner, registration)
+    return registration
 
 
 def _spool_and_register(

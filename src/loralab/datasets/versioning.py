@@ -5,6 +5,7 @@ Layout of the store::
     <store>/objects/<fp[:2]>/<fp>.jsonl   canonical copy: {"text", "label"} per row, read-only
     <store>/records/<name>.json          every version of a name, oldest first
     <store>/.lock                        held (flock) while a registration writes
+    <store>/.upload-*                    an upload or copy being written (flock held)
 
 The fingerprint is the SHA-256 of the *normalised* content: the rows in file order, text and
 label stripped, whatever the file format, encoding details (BOM, CRLF) or quoting. The same
@@ -15,10 +16,12 @@ numbered ``v1, v2, ...``; registering content that a name already holds returns 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -199,6 +202,7 @@ class DatasetStore:
             "wb", dir=self.root, prefix=".upload-", suffix=".tmp", delete=False
         )
         temp = Path(handle.name)
+        held = _hold(temp)  # until the copy is stored or removed: a sweep leaves it alone
         try:
             with handle:
                 for text, label in rows:
@@ -231,6 +235,7 @@ class DatasetStore:
                 return version, True
         finally:
             temp.unlink(missing_ok=True)
+            os.close(held)
 
     def _write_record(self, name: str, versions: list[DatasetVersion]) -> None:
         path = self.record_path(name)
@@ -334,3 +339,61 @@ def diff_rows(
         unchanged,
         changes,
     )
+
+
+TEMP_PREFIX = ".upload-"
+IN_USE = ".in-use"  # the lock file of a temporary folder
+YOUNG_SECONDS = 600.0  # a temporary without a lock this young may be one being made now
+
+
+def _hold(path: Path) -> int:
+    """Open ``path`` and hold an exclusive flock on it until the returned fd is closed (the
+    kernel drops it when the process dies, even by SIGKILL)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+@contextlib.contextmanager
+def holding(folder: Path) -> Iterator[None]:
+    """Mark a temporary folder in use while the block runs (see :func:`sweep_temporaries`)."""
+    fd = _hold(folder / IN_USE)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _in_use(entry: Path) -> bool:
+    lock = entry / IN_USE if entry.is_dir() else entry
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return time.time() - entry.stat().st_mtime < YOUNG_SECONDS
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def sweep_temporaries(root: Path) -> list[Path]:
+    """Delete the upload leftovers in the store ``root`` whose writer is gone (a crash, a
+    kill): ``.upload-*`` files and folders nobody holds a lock on. Returns what was deleted."""
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for entry in root.glob(TEMP_PREFIX + "*"):
+        try:
+            if _in_use(entry):
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            continue  # its writer finished meanwhile
+        removed.append(entry)
+    return removed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loralab.datasets import service as datasets
 from loralab.datasets.language import check_model_fit, data_language, model_languages
 from loralab.errors import InvalidInput, NotFound
-from loralab.infra.tracking import MlflowTracker
+from loralab.infra.tracking import RUN_ID_TAG, MlflowTracker
 from loralab.settings import Settings
 from loralab.training import (
     ConfigError,
@@ -37,6 +38,7 @@ from loralab.training.interfaces import ProgressReporter, StopSignal
 from loralab.training.runs import (
     RunNotFound,
     RunPaths,
+    discard_run,
     find_run,
     list_runs,
     read_metrics,
@@ -336,6 +338,55 @@ def resume(
         dataset = state.get("dataset") or _file_dataset(config, state)
         _register(settings, result, config, dataset, user, model_name, progress)
     return result
+
+
+FINISHED = frozenset({"succeeded", "failed", "stopped"})  # run states whose tracker run ended
+
+
+def close_run(settings: Settings, run_id: str, *, status: str, error: str | None) -> None:
+    """End a run its job finished without: a worker killed mid-run, a job that gave up, was
+    cancelled or failed before training went on. A run still ``running`` in its state becomes
+    ``status`` (failed or stopped) and its MLflow runs still RUNNING end FAILED or KILLED; a
+    run that ended itself is left alone (nothing asks MLflow then)."""
+    try:
+        run = find_run(settings.storage.results_dir, run_id)
+    except RunNotFound:
+        return
+    if read_state(run).get("status") in FINISHED:
+        return
+    update_state(run, status=status, error=error, finished_at=time.time())
+    _end_tracking(settings, run, "KILLED" if status == "stopped" else "FAILED")
+
+
+def abandon_run(settings: Settings, run_id: str) -> None:
+    """A run a killed worker left before its first complete checkpoint has nothing to resume
+    from: its MLflow runs end KILLED and its folder is deleted, so the job's next attempt
+    trains its one run again from the start (same run id) instead of leaving an orphan."""
+    try:
+        run = find_run(settings.storage.results_dir, run_id)
+    except RunNotFound:
+        return
+    log.warning("run %s: no complete checkpoint; closing it and training again", run_id)
+    _end_tracking(settings, run, "KILLED")
+    discard_run(run)
+
+
+def _end_tracking(settings: Settings, run: RunPaths, status: str) -> None:
+    """Terminate (as ``status``) the MLflow runs of ``run`` that still say RUNNING, found by
+    the run-id tag (the state may not name a tracker run yet). Tracking down: logged only."""
+    try:
+        client = MlflowTracker.from_settings(settings).client
+        experiment = client.get_experiment_by_name(run.experiment)
+        if experiment is None:
+            return
+        found = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{RUN_ID_TAG}` = '{run.run_id}' and attributes.status = 'RUNNING'",
+        )
+        for tracked in found:
+            client.set_terminated(tracked.info.run_id, status=status)
+    except Exception as err:  # noqa: BLE001 - a tracker that is down must not block the job
+        log.warning("run %s: cannot end its MLflow run: %s", run.run_id, err)
 
 
 def _file_dataset(config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:

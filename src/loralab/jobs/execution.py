@@ -212,8 +212,16 @@ def execute_job(db: Database, settings: Settings, job_id: str, worker: str) -> N
     claim = claim_job(db, settings.queue, job_id, worker)
     if claim is None:
         log.info("job %s: not claimed by %s (finished or leased elsewhere)", job_id, worker)
+        close_finished_run(db, settings, job_id)  # e.g. cancelled while a dead worker's run hung
         return
     bind_job(job_id, claim.attempts)  # log lines of this delivery name the job and attempt
+    try:
+        _deliver(db, settings, claim)
+    finally:
+        close_finished_run(db, settings, job_id)
+
+
+def _deliver(db: Database, settings: Settings, claim: Claim) -> None:
     limit = settings.queue.max_attempts
     if claim.attempts > limit:
         gave_up = Outcome(states.FAILED, GAVE_UP.format(n=limit), {"failure_reason": WORKER_LOST})
@@ -225,9 +233,26 @@ def execute_job(db: Database, settings: Settings, job_id: str, worker: str) -> N
     with Lease(db, claim, settings.queue.heartbeat_seconds) as lease:
         outcome = run_claimed(db, settings, claim, lease)
     if lease.lost.is_set():
-        log.warning("job %s: lease lost; its new holder records the outcome", job_id)
+        log.warning("job %s: lease lost; its new holder records the outcome", claim.job_id)
         return
     finish_job(db, claim, outcome)
+
+
+def close_finished_run(db: Database, settings: Settings, job_id: str) -> None:
+    """A finished job leaves no run open: a run its job ended without (a killed worker's, on
+    giving up, cancelling or failing) ends failed or stopped, its MLflow run with it."""
+    from loralab.experiments import service as experiments
+
+    with db.session() as session:
+        found = session.execute(select(Job.state, Job.run_id, Job.error).where(Job.id == job_id))
+        row = found.first()
+    if row is None or not row.run_id or not states.is_terminal(row.state):
+        return
+    status = "stopped" if row.state == states.CANCELLED else "failed"
+    try:
+        experiments.close_run(settings, row.run_id, status=status, error=row.error)
+    except Exception as err:  # noqa: BLE001 - the job's outcome is recorded; this is tidying
+        log.warning("job %s: cannot close run %s: %s", job_id, row.run_id, err)
 
 
 def finish_job(db: Database, claim: Claim, outcome: Outcome) -> None:
@@ -304,10 +329,18 @@ def _train_or_resume(
     if run is not None and last_complete(run.checkpoints) is not None:
         result = _resume_run(settings, claim, run, progress, stop)
     else:
+        if run is not None:  # a worker died before the first checkpoint: nothing to resume
+            _abandon(settings, run)
         result = _train_new_run(db, settings, claim, config, progress, stop)
     if result.status == "stopped":
         return Outcome(states.CANCELLED, "cancelled by request; the run keeps its last checkpoint")
     return _succeeded(read_state(result.run))
+
+
+def _abandon(settings: Settings, run: RunPaths) -> None:
+    from loralab.experiments import service as experiments
+
+    experiments.abandon_run(settings, run.run_id)
 
 
 def _resume_run(
@@ -331,11 +364,13 @@ def _train_new_run(
     stop: JobStop,
 ) -> TrainResult:
     """Name the run on the job first (never an orphan run folder), then train it; a base
-    model the job stores by folder name resolves to that folder now, at train time."""
+    model the job stores by folder name resolves to that folder now, at train time. A job
+    keeps one run id: a retry that starts over reuses the id an earlier attempt recorded."""
     from loralab.experiments import service as experiments
 
-    run_id = progress.run_id = new_run_id()
-    write_job(db, claim, run_id=run_id)  # before the folder exists: never an orphan run
+    run_id = progress.run_id = claim.run_id or new_run_id()
+    if run_id != claim.run_id:
+        write_job(db, claim, run_id=run_id)  # before the folder exists: never an orphan run
     return experiments.train(
         settings,
         config,

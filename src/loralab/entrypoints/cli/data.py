@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from loralab.entrypoints.cli.common import console, err_console, guard
+from loralab.entrypoints.cli.common import console, err_console, guard, open_services
 from loralab.errors import LoralabError
 from loralab.settings import load_settings
 
@@ -145,13 +145,14 @@ def register(
     Files with errors are not stored (exit 2). The same content is stored once: registering it
     again returns the existing version.
     """
-    from loralab.datasets import service
-
-    settings = load_settings()
+    from loralab.datasets import service, uploads
 
     def run() -> Any:
         spec = _spec(config, text_column, label_column)
-        return service.register_dataset(settings, name, file, user=getpass.getuser(), spec=spec)
+        found = open_services(migrate=True)  # the name's owner is in the database
+        return uploads.register_as_operator(
+            found.settings, found.db, name=name, file=file, user=getpass.getuser(), spec=spec
+        )
 
     try:
         result = run()

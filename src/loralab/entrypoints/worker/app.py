@@ -20,7 +20,7 @@ from celery.signals import worker_init, worker_ready, worker_shutting_down
 
 from loralab.bootstrap import ProcessServices
 from loralab.infra.celery_app import create_celery_app
-from loralab.infra.queue import RUN_JOB_TASK, CeleryJobQueue
+from loralab.infra.queue import QUEUES, RUN_JOB_TASK, CeleryJobQueue
 from loralab.jobs.recover import start_recovery
 from loralab.settings import Settings
 
@@ -40,6 +40,7 @@ def create_celery(settings: Settings) -> Celery:
 
     _connect_migration(app, settings)
     _connect_recovery(app, services)
+    _connect_announce(app, settings)
     from loralab.observability.worker import install_worker_observability
 
     install_worker_observability(app, settings)
@@ -84,3 +85,40 @@ def _connect_recovery(app: Celery, services: ProcessServices) -> None:
 
     worker_ready.connect(on_ready, weak=False)
     worker_shutting_down.connect(on_shutdown, weak=False)
+
+
+def _connect_announce(app: Celery, settings: Settings) -> None:
+    """When this app's worker is ready, announce the job queues it consumes (a heartbeat key in
+    Redis, renewed on a thread) so a submit can tell whether anyone serves a queue; when it
+    shuts down, stop renewing (the key runs out within ``queue.worker_ttl_seconds``).
+
+    Leftovers of uploads a crash interrupted are swept here too: a worker start is a start."""
+    from loralab.jobs.workers import Heartbeat, RedisWorkers
+
+    beats: list[Heartbeat] = []
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", app) is not app:
+            return
+        consumed = getattr(getattr(app.amqp, "queues", None), "consume_from", None) or {}
+        queues = [name for name in consumed if name in QUEUES]
+        name = f"{getattr(sender, 'hostname', None) or 'worker'}:{os.getpid()}"
+        beats.append(Heartbeat(RedisWorkers.from_settings(settings), name, queues).start())
+        log.info("announcing queues %s as %s", ", ".join(queues) or "-", name)
+        _sweep_uploads(settings)
+
+    def on_shutdown(**_: Any) -> None:
+        for beat in beats:
+            beat.stop()
+
+    worker_ready.connect(on_ready, weak=False)
+    worker_shutting_down.connect(on_shutdown, weak=False)
+
+
+def _sweep_uploads(settings: Settings) -> None:
+    from loralab.datasets.versioning import sweep_temporaries
+
+    try:
+        sweep_temporaries(settings.dataset_store_dir)
+    except OSError as err:
+        log.warning("cannot sweep upload leftovers: %s", err)
