@@ -30,7 +30,7 @@ class ModelHandle:
     key: str  # "NAME@VERSION", or "run:<run id>" for an unregistered run
     run: RunPaths
     base_model: str
-    language: str
+    language: str  # of the data it was trained on (not the base model's)
     labels: tuple[str, ...]
     max_length: int
     stage: str | None = None
@@ -132,7 +132,8 @@ class ModelResolver:
             run = find_run(self.settings.storage.results_dir, run_id)
         except RunNotFound:
             raise NotFound(f"{card.ref}: its run {run_id} is not under the results home") from None
-        return _from_run(run, key=card.ref, stage=stage.value if stage else None)
+        stage_name = stage.value if stage else None
+        return _from_run(run, key=card.ref, stage=stage_name, language=card.language)
 
     def _by_run(self, run_id: str) -> ModelHandle:
         try:
@@ -179,15 +180,20 @@ class ModelResolver:
         return max(runs, key=lambda r: read_state(r).get("accuracy") or 0.0).run_id
 
 
-def _from_run(run: RunPaths, key: str, stage: str | None) -> ModelHandle:
+def _from_run(
+    run: RunPaths, key: str, stage: str | None, language: str | None = None
+) -> ModelHandle:
+    """The handle of a run's saved model; ``language``: the data's, as its card says (an
+    unregistered run: as its state records it; runs from before that: the base model's)."""
     if not run.model_info.is_file() or not run.adapter.is_dir():
         raise NotFound(f"run {run.run_id} has no saved model (did it finish?)")
     info = json.loads(run.model_info.read_text(encoding="utf-8"))
+    recorded = read_state(run).get("data_language") if language is None else language
     return ModelHandle(
         key=key,
         run=run,
         base_model=str(info["base_model"]),
-        language=str(info.get("language", "")),
+        language=str(recorded or info.get("language", "")),
         labels=tuple(str(x) for x in info["labels"]),
         max_length=int(info["max_length"]),
         stage=stage,
