@@ -13,7 +13,13 @@ UI_PORT=${UI_PORT:-8501}
 mkdir -p "$RUN"
 
 export LORALAB_MLFLOW__TRACKING_URI=${LORALAB_MLFLOW__TRACKING_URI:-http://127.0.0.1:$MLFLOW_PORT}
-export LORALAB_QUEUE__BROKER_URL=${LORALAB_QUEUE__BROKER_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+# Redis listens on loopback only and wants a password, made once like the secret key below
+[ -s "$RUN/redis_password" ] || (umask 077; $BIN/python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$RUN/redis_password")
+REDIS_PASSWORD=$(cat "$RUN/redis_password")
+export LORALAB_QUEUE__BROKER_URL=${LORALAB_QUEUE__BROKER_URL:-redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/0}
+# GET /metrics of the API wants this bearer token (deploy/monitoring/prometheus reads the file)
+[ -s "$RUN/metrics_token" ] || (umask 077; $BIN/python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$RUN/metrics_token")
+export LORALAB_OBSERVABILITY__METRICS_TOKEN=${LORALAB_OBSERVABILITY__METRICS_TOKEN:-$(cat "$RUN/metrics_token")}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 if [ -z "${LORALAB_AUTH__SECRET_KEY:-}" ] && ! grep -qs '^LORALAB_AUTH__SECRET_KEY=' .env; then
   # a local secret, made once, readable only by you
@@ -39,10 +45,13 @@ start_one() {  # name, command...
 start() {
   echo "starting loralab services"
   if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
-    echo "  redis already answers on :$REDIS_PORT (left alone)"
+    echo "  redis already answers on :$REDIS_PORT (left alone; set LORALAB_QUEUE__BROKER_URL if it wants a password)"
   else
-    start_one redis redis-server --port "$REDIS_PORT" --dir "$RUN" --appendonly yes --save ""
-    wait_for redis "redis-cli -p $REDIS_PORT ping"
+    # the password is in a config file only you can read, never on a command line
+    (umask 077; printf 'requirepass %s\n' "$REDIS_PASSWORD" > "$RUN/redis.conf")
+    start_one redis redis-server "$RUN/redis.conf" --bind 127.0.0.1 --protected-mode yes \
+      --port "$REDIS_PORT" --dir "$RUN" --appendonly yes --save ""
+    wait_for redis "REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -p $REDIS_PORT ping | grep -q PONG"
   fi
   start_one mlflow $BIN/mlflow server --host 127.0.0.1 --port "$MLFLOW_PORT" \
     --backend-store-uri "sqlite:///$PWD/results/mlflow.db" \
@@ -51,7 +60,9 @@ start() {
   $BIN/loralab users list >/dev/null  # brings the platform database to the newest migration
   start_one worker $BIN/celery -A loralab.entrypoints.worker.main worker -Q cpu \
     --concurrency 1 --loglevel INFO
-  start_one api $BIN/uvicorn loralab.entrypoints.api.main:app --host 127.0.0.1 --port "$API_PORT"
+  # --no-proxy-headers: the client is the peer; trusted proxies are api.trusted_proxies
+  start_one api $BIN/uvicorn loralab.entrypoints.api.main:app --host 127.0.0.1 --port "$API_PORT" \
+    --no-proxy-headers
   wait_for api "curl -sf http://127.0.0.1:$API_PORT/health"
   start_one ui $BIN/streamlit run src/loralab/entrypoints/ui/app.py --server.address 127.0.0.1 \
     --server.port "$UI_PORT" --server.headless true --browser.gatherUsageStats false \

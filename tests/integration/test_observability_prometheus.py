@@ -228,8 +228,11 @@ def test_a_real_prometheus_scrapes_the_job_outcomes(
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(PROMETHEUS_DIR / "alerts.yml")]
+    (tmp_path / "metrics_token").write_text("a-token\n")  # this API takes loopback peers
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]].split("//")[1]]}]
+        if "authorization" in job:  # the shipped file reads start-services' token
+            job["authorization"]["credentials_file"] = str(tmp_path / "metrics_token")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = subprocess.Popen(
