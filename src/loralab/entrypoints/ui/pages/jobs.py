@@ -65,6 +65,8 @@ def show_job(api: ApiClient, task_id: str) -> dict[str, Any]:
         st.progress(min(1.0, float(progress["percent"]) / 100.0))
     if eta := eta_text(job):
         st.caption(eta)
+    for warning in job.get("warnings") or []:  # said at submission, e.g. a language mismatch
+        st.warning(warning)
     if job["state"] == "failed":
         st.error(f"the job failed: {job.get('error') or 'no reason recorded'}")
     elif job["state"] == "cancelled":

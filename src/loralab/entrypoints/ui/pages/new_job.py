@@ -99,6 +99,12 @@ def render(api: ApiClient) -> None:
     with st.expander("Advanced settings"):
         for name in ADVANCED:
             values[name] = field_input(name, fields.get(name, {}), refused.get(name))
+    mismatch = fields.get("allow_language_mismatch")
+    if mismatch and st.checkbox(
+        "Train even if the base model does not read the data's language",
+        key="job_allow_language_mismatch", help=mismatch.get("description"),
+    ):  # fmt: skip
+        values["allow_language_mismatch"] = True
     if refused.get(""):
         st.error(refused[""])
     if not st.button("Start training", type="primary", disabled=not usable):
