@@ -152,3 +152,41 @@ def test_an_unregistered_run_answers_in_the_language_its_state_records(
         assert got["model_version"] == f"run:{copy.name}" and got["language"] == "Chinese"
     finally:
         shutil.rmtree(copy)
+
+
+@pytest.mark.parametrize("mode", ["error", "warn"])
+def test_loralab_train_says_the_mismatch_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Chinese data on minilm-l6 (reads English): the error mode exits 2 with the sentence, the
+    warn mode says it and goes on to load the model (stopped here); English data: no word."""
+    from typer.testing import CliRunner
+
+    from loralab.entrypoints.cli import common
+    from loralab.entrypoints.cli.main import app
+
+    class Loaded(Exception):
+        pass
+
+    def stop(*_: object, **__: object) -> None:
+        raise Loaded
+
+    monkeypatch.setattr(experiments, "prepare_training", stop)
+    monkeypatch.setenv("LORALAB_STORAGE__RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("LORALAB_DATASETS__LANGUAGE_MISMATCH", mode)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common.console, "_width", 200)
+    english = SAMPLE.with_name("sentiment_en.csv")
+    said = {}
+    for data in (SAMPLE, english):
+        recipe = SAMPLE.parents[2] / "configs" / "demo.yaml"  # minilm-l6
+        args = ["train", str(recipe), f"train_file={data}", "base_model=minilm-l6"]
+        result = CliRunner().invoke(app, args)
+        said[data] = " ".join(result.output.split())
+        if data == SAMPLE and mode == "error":
+            assert result.exit_code == 2, result.output
+        else:
+            assert isinstance(result.exception, Loaded), result.output  # got to the model
+    sentence = "data is 100% Chinese but base model minilm-l6 reads English: use base_model"
+    assert sentence in said[SAMPLE] and "bert-base-chinese" in said[SAMPLE]
+    assert "reads English" not in said[english]
