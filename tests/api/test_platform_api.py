@@ -43,6 +43,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/task/{task_id}/cancel"): "owner",
     ("GET", "/task/{task_id}/metrics"): "owner",
     ("GET", "/task/{task_id}/logs"): "owner",
+    ("GET", "/task/{task_id}/report"): "owner",
     ("GET", "/experiments/mlflow/{run_id}"): "owner",
     ("POST", "/datasets"): "user",
     ("GET", "/datasets"): "user",

@@ -10,6 +10,11 @@ from typing import Any
 import httpx
 
 TOKEN = "fake-token"  # noqa: S105 - a test value
+# a 1x1 PNG, base64
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+    "AAAABJRU5ErkJggg=="
+)
 
 JOB = {
     "task_id": "job-1",
@@ -116,6 +121,7 @@ class FakeApi:
     expired: bool = False
     job: dict[str, Any] = field(default_factory=lambda: dict(JOB))
     refuse_train: tuple[int, Any] | None = None
+    chain_ok: bool = True
     sent: list[tuple[str, str, Any]] = field(default_factory=list)
 
     def transport(self) -> httpx.MockTransport:
@@ -143,7 +149,9 @@ class FakeApi:
             ("GET", "/openapi.json"): TRAIN_SCHEMA,
             ("GET", "/datasets"): [DATASET],
             ("GET", "/datasets/reviews@v1"): DATASET,
-            ("GET", "/tasks"): [self.job],
+            ("GET", "/tasks"): [self.job, {**self.job, "task_id": "job-2", "state": "succeeded",
+                                 "run_id": "20260101-000000-bbbbbb", "mlflow_run_id": "b" * 32,
+                                 "finished_at": "2026-01-01T00:10:05+00:00"}],
             ("GET", "/task/job-1"): self.job,
             ("GET", "/task/job-1/metrics"): {
                 "task_id": "job-1",
@@ -179,6 +187,42 @@ class FakeApi:
                 ],
                 "latency_ms": 6.0, "count": 2,
             },
+            ("GET", "/catalog"): {
+                "items": [
+                    {"name": "minilm-l6", "hub_id": "x/minilm", "language": "English",
+                     "description": "default", "offline": True},
+                    {"name": "tiny-bert", "hub_id": None, "language": None,
+                     "description": "a local model folder", "offline": True},
+                ],
+                "default": "minilm-l6",
+            },
+            ("POST", "/train/estimate"): {"rows": 40, "train_rows": 36, "batch_size": 32,
+                                          "epochs": 3.0, "steps_per_epoch": 2, "steps": 6},
+            ("GET", "/datasets/reviews@v1/diff"): {
+                "old": "reviews@v1", "new": "reviews@v1", "added": 1, "removed": 2,
+                "relabelled": 3, "unchanged": 34,
+                "changes": [{"kind": "added", "text": "new row", "row_old": None, "row_new": 40,
+                             "label_old": None, "label_new": "positive"}],
+            },
+            ("GET", "/datasets/reviews@v1/plots"): {"ref": "reviews@v1", "plots": {
+                "label_distribution": PNG}},
+            ("GET", "/models/demo@v1/history"): {"model": "demo", "changes": [
+                {"version": "v1", "from_stage": None, "to_stage": "None", "by": "alice",
+                 "at": 1.7e9, "reason": ""},
+                {"version": "v1", "from_stage": "None", "to_stage": "Staging", "by": "root",
+                 "at": 1.7e9 + 60, "reason": "looks good"}]},
+            ("GET", "/audit/verify"): {"ok": self.chain_ok, "checked": 12,
+                                       "first_bad_id": None if self.chain_ok else 7,
+                                       "problem": None if self.chain_ok else "hash mismatch"},
+            ("GET", "/task/job-1/report"): {
+                "task_id": "job-1", "labels": ["negative", "positive"],
+                "per_class": {"negative": {"precision": 0.9, "recall": 0.8, "f1": 0.85,
+                                           "support": 10},
+                              "positive": {"precision": 0.8, "recall": 0.9, "f1": 0.85,
+                                           "support": 10}},
+                "confusion_matrix_png": PNG,
+            },
+            ("GET", "/health"): {"status": "ok"},
             ("GET", "/audit/logs"): {
                 "items": [{"id": 1, "at": "2026-01-01T00:00:00+00:00", "username": "root",
                            "role": "admin", "action": "login", "target": None,
@@ -187,6 +231,9 @@ class FakeApi:
                 "total": 1, "offset": 0, "limit": 200,
             },
         }  # fmt: skip
+        if path.endswith("/diff") and request.url.params.get("base") != "reviews@v1":
+            base = request.url.params.get("base")
+            return httpx.Response(404, json={"detail": f"no dataset version {base!r}"})
         if key == ("POST", "/train") and self.refuse_train:
             status, detail = self.refuse_train
             return httpx.Response(status, json={"detail": detail})
@@ -194,6 +241,8 @@ class FakeApi:
             return httpx.Response(202, json={**self.job, "state": "queued", "queue_position": 2})
         if key == ("GET", "/experiments/mlflow/" + "a" * 32):
             return httpx.Response(200, json=run_details("a" * 32, "0.0002"))
+        if key == ("GET", "/experiments/mlflow/" + "b" * 32):
+            return httpx.Response(200, json=run_details("b" * 32, "0.001"))
         if key == ("POST", "/datasets"):
             return httpx.Response(201, json={**DATASET, "created": True, "warnings": 1})
         if key in answers:

@@ -100,7 +100,7 @@ def test_job_monitor_shows_stepper_curves_log_and_list() -> None:
     app.text_input(key="monitor_task").input("job-1").run()
     no_exception(app)
     shown = everything(app)
-    assert "✅ queued → ✅ validating → ⏳ training" in shown
+    assert "✓ queued → ✓ validating → ▶ training" in shown
     assert "step 2 loss=0.7" in shown
     assert len(app.get("vega_lite_chart")) == 2  # train loss and evaluation
     assert ("GET", "/task/job-1/metrics", "") in api.sent
@@ -139,8 +139,11 @@ def test_new_job_submits_the_form_and_shows_refusals_by_field() -> None:
     next(b for b in app.button if b.label == "Start training").click().run()
     no_exception(app)
     assert "epochs: must be > 0" in texts(app, "error")
+    assert app.selectbox(key="job_base_model").options[:1] == ["minilm-l6 (English)"]
+    assert any("about 6 optimiser steps" in t for t in texts(app, "info"))
     sent = [body for method, path, body in api.sent if path == "/train"]
     assert '"epochs":-1.0' in sent[-1] and '"train_file":"reviews@v1"' in sent[-1]
+    assert '"base_model":"minilm-l6"' in sent[-1]
     api.refuse_train = None
     next(b for b in app.button if b.label == "Start training").click().run()
     assert app.session_state["monitor_task"] == "job-1"
@@ -151,16 +154,47 @@ def test_experiments_compares_runs_side_by_side() -> None:
     app = open_page(api, "experiments")
     no_exception(app)
     assert len(app.dataframe) == 1
-    assert app.multiselect(key="compare_runs").options == ["20260101-000000-aaaaaa"]
+    table = app.dataframe[0].value
+    assert (
+        list(table["run"]) == ["20260101-000000-aaaaaa", "20260101-000000-bbbbbb"][::-1]
+        or len(table) == 2
+    )
+    app.selectbox(key="runs_sort").select("minutes").run()
+    assert app.dataframe[0].value["minutes"].iloc[0] == 10.0  # the finished run, descending
+    box = app.multiselect(key="compare_runs")
+    assert sorted(box.options) == ["20260101-000000-aaaaaa", "20260101-000000-bbbbbb"]
+    box.select("20260101-000000-aaaaaa").select("20260101-000000-bbbbbb").run()
+    no_exception(app)
+    shown = everything(app)
+    assert "Train loss, overlaid" in shown and "Per-class report" in shown
+    settings = app.dataframe[2].value  # metrics, settings, then the per-class reports
+    assert list(settings.index)[0] == "learning_rate"  # the difference comes first
+    assert len(app.get("image")) == 2  # a confusion matrix per run
+    assert "127.0.0.1:5000/#/experiments/1/runs/" + "a" * 32 in shown
 
 
-def test_datasets_lists_versions_and_uploads() -> None:
+def test_config_differences_keep_only_what_differs() -> None:
+    from loralab.entrypoints.ui.pages.experiments import config_differences
+
+    runs = [{"run_id": "a", "params": {"lr": "1", "r": "8"}},
+            {"run_id": "b", "params": {"lr": "2", "r": "8"}}]  # fmt: skip
+    assert list(config_differences(runs).index) == ["lr"]
+
+
+def test_datasets_lists_versions_diffs_plots_and_uploads() -> None:
     api = FakeApi()
     app = open_page(api, "datasets")
     no_exception(app)
     assert "3 duplicate texts" in texts(app, "warning")
     app.selectbox(key="dataset_other").select("reviews@v1").run()
-    assert "rows: 40 → 40" in texts(app, "caption")
+    no_exception(app)
+    assert "reviews@v1 → reviews@v1" in texts(app, "caption")
+    assert [m.value for m in app.metric][:3] == ["1", "2", "3"]
+    app.text_input(key="dataset_other_ref").input("nope@1").run()
+    assert any(e.startswith("no diff:") for e in texts(app, "error"))
+    app.toggle(key="dataset_plots").set_value(True).run()
+    no_exception(app)
+    assert len(app.get("image")) == 1
 
 
 def test_registry_searches_recommends_and_lets_admins_promote() -> None:
@@ -172,6 +206,7 @@ def test_registry_searches_recommends_and_lets_admins_promote() -> None:
     app.text_input(key="stage_reason").input("best so far")
     next(b for b in app.button if b.label == "Change stage").click().run()
     assert "demo@v1: None → Production" in texts(app, "success")
+    assert "looks good" in app.dataframe[-1].value["reason"].tolist()  # the stage history
     app.text_input(key="reg_need").input("english sentiment").run()
     assert "same language" in everything(app)
     user_app = open_page(FakeApi(role="user"), "registry")
@@ -195,6 +230,39 @@ def test_audit_filters(outcome: str, rows: int) -> None:
     app.selectbox(key="audit_outcome").select(outcome).run()
     no_exception(app)
     assert len(app.dataframe) == rows
+    assert texts(app, "success") == ["the audit chain verifies (12 records)"]
+
+
+def test_audit_shows_a_broken_chain_in_words() -> None:
+    app = open_page(FakeApi(role="admin", chain_ok=False), "audit")
+    no_exception(app)
+    assert texts(app, "error")[0].startswith("the audit chain is broken at record 7: hash mismatch")
+
+
+def test_what_was_typed_survives_an_expired_token_for_the_same_user_only() -> None:
+    api = FakeApi()
+    app = open_page(api, "playground")
+    app.text_area(key="play_texts").input("typed before it expired")
+    api.expired = True
+    app.button[0].click().run()
+    no_exception(app)
+    owner, page, kept = app.session_state[session.KEPT_KEY]
+    assert owner == "alice" and kept["play_texts"] == "typed before it expired"
+    assert page == "loralab.entrypoints.ui.pages.playground.render"
+    api.expired = False
+    for name, restored in (("bob", False), ("alice", True)):
+        signin = open_page(api, "signin", signed_in=False)
+        signin.session_state[session.KEPT_KEY] = (owner, page, kept)
+        signin.text_input(key="signin_username").input(name)
+        signin.text_input(key="signin_password").input("right")
+        signin.button[0].click().run()
+        no_exception(signin)
+        assert (session.RESTORE_KEY in signin.session_state) is restored
+    back = open_page(api, "playground")
+    back.session_state[session.RESTORE_KEY] = (page, kept)
+    back.run()
+    assert back.text_area(key="play_texts").value == "typed before it expired"
+    assert session.RESTORE_KEY not in back.session_state  # put back once
 
 
 APP = Path(__file__).resolve().parents[2] / "src/loralab/entrypoints/ui/app.py"

@@ -242,3 +242,36 @@ def step_plan(
     per_epoch = math.ceil(train_rows / batch)
     steps = max_steps or math.ceil(per_epoch * epochs)
     return StepPlan(rows, train_rows, batch, epochs, per_epoch, steps)
+
+
+# --- after a job: its final per-class report and confusion matrix ------------------------------
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """The final evaluation of a job's run (empty before the run wrote it)."""
+
+    task_id: str
+    labels: list[str]
+    per_class: dict[str, dict[str, float]]
+    confusion_png: bytes | None
+
+
+def job_report(settings: Settings, job: RunRef) -> JobReport:
+    """Per-class precision/recall/F1/support and the confusion-matrix image of the run."""
+    import json
+
+    run = _run_of(settings, job)
+    if run is None or not run.metrics.is_file():
+        return JobReport(job.task_id, [], {}, None)
+    try:
+        report = json.loads(run.metrics.read_text(encoding="utf-8")).get("report") or {}
+    except (OSError, ValueError):
+        report = {}
+    png = run.confusion_matrix_png
+    return JobReport(
+        job.task_id,
+        [str(x) for x in report.get("labels") or []],
+        dict(report.get("per_class") or {}),
+        png.read_bytes() if png.is_file() else None,
+    )

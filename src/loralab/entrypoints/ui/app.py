@@ -77,6 +77,7 @@ def pages() -> list[st.Page]:
 
 def main() -> None:
     st.set_page_config(page_title="loralab", layout="wide")
+    session.configure_process_logging()
     st.navigation(pages()).run()
 
 

@@ -144,6 +144,15 @@ class ApiClient:
     def job_logs(self, task_id: str, tail: int = 50) -> Json:
         return dict(self._call("GET", f"/task/{task_id}/logs", params={"tail": tail}))
 
+    def job_report(self, task_id: str) -> Json:
+        return dict(self._call("GET", f"/task/{task_id}/report"))
+
+    def catalog(self) -> Json:
+        return dict(self._call("GET", "/catalog"))
+
+    def estimate(self, fields: Json) -> Json:
+        return dict(self._call("POST", "/train/estimate", json=fields))
+
     def cancel_job(self, task_id: str) -> Json:
         return dict(self._call("POST", f"/task/{task_id}/cancel"))
 
@@ -164,6 +173,12 @@ class ApiClient:
     def dataset(self, ref: str) -> Json:
         return dict(self._call("GET", f"/datasets/{ref}"))
 
+    def dataset_diff(self, ref: str, base: str) -> Json:
+        return dict(self._call("GET", f"/datasets/{ref}/diff", params={"base": base}))
+
+    def dataset_plots(self, ref: str) -> Json:
+        return dict(self._call("GET", f"/datasets/{ref}/plots"))
+
     def upload_dataset(
         self, name: str, filename: str, content: bytes, text_column: str, label_column: str
     ) -> Json:
@@ -179,6 +194,9 @@ class ApiClient:
     def recommend(self, text: str, limit: int = 5) -> Json:
         return dict(self._call("POST", "/models/recommend", json={"text": text, "limit": limit}))
 
+    def model_history(self, ref: str) -> Json:
+        return dict(self._call("GET", f"/models/{ref}/history"))
+
     def transition(self, model: str, stage: str, reason: str, force: bool = False) -> Json:
         body = {"model": model, "stage": stage, "reason": reason, "force": force}
         return dict(self._call("POST", "/models/transition", json=body))
@@ -190,6 +208,9 @@ class ApiClient:
         return dict(self._call("POST", "/predict/batch", json=body))
 
     # -- audit -----------------------------------------------------------------------------
+    def audit_verify(self) -> Json:
+        return dict(self._call("GET", "/audit/verify"))
+
     def audit(self, **filters: Any) -> Json:
         params = {k: v for k, v in filters.items() if v not in (None, "")}
         return dict(self._call("GET", "/audit/logs", params=params))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
@@ -32,6 +34,20 @@ class LogsResponse(BaseModel):
     truncated: bool = Field(description="True when the log has more lines than these.")
 
 
+class ClassScores(BaseModel):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class ReportResponse(BaseModel):
+    task_id: str
+    labels: list[str] = Field(description="Label names in id order; empty before the run ends.")
+    per_class: dict[str, ClassScores]
+    confusion_matrix_png: str | None = Field(description="base64 of the PNG, or None.")
+
+
 @router.get(
     "/task/{task_id}/metrics",
     response_model=MetricsResponse,
@@ -59,4 +75,18 @@ def task_logs(
     found = progress.job_log(services(request).settings, progress.run_ref(task), tail)
     return LogsResponse(
         task_id=found.task_id, state=found.state, lines=found.lines, truncated=found.truncated
+    )
+
+
+@router.get(
+    "/task/{task_id}/report",
+    response_model=ReportResponse,
+    summary="A finished job's per-class report and confusion matrix (owner or admin)",
+)
+def task_report(task: OwnedTask, request: Request) -> ReportResponse:
+    found = progress.job_report(services(request).settings, progress.run_ref(task))
+    image = base64.b64encode(found.confusion_png).decode("ascii") if found.confusion_png else None
+    per_class = {k: ClassScores.model_validate(v) for k, v in found.per_class.items()}
+    return ReportResponse(
+        task_id=found.task_id, labels=found.labels, per_class=per_class, confusion_matrix_png=image
     )

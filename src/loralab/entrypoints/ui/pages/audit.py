@@ -12,6 +12,14 @@ OUTCOMES = ["(any)", "allowed", "denied", "failed"]
 
 def render(api: ApiClient) -> None:
     st.title("Audit log")
+    chain = api.audit_verify()
+    if chain.get("ok"):
+        st.success(f"the audit chain verifies ({chain.get('checked', 0)} records)")
+    else:
+        st.error(
+            f"the audit chain is broken at record {chain.get('first_bad_id')}: "
+            f"{chain.get('problem')} ({chain.get('checked', 0)} records before it are intact)"
+        )
     cols = st.columns(4)
     user = cols[0].text_input("User", key="audit_user")
     action = cols[1].text_input("Action", key="audit_action", help="e.g. login, job.submit")

@@ -14,12 +14,13 @@ from loralab.entrypoints.ui.client import ApiClient, ApiError
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATES = ["queued", "validating", "training", "evaluating", "registering", *sorted(TERMINAL)]
 POLL_SECONDS = 2.0
-MARKS = {"done": "✅", "current": "⏳", "failed": "❌", "cancelled": "⛔", "pending": "◻️"}
+# plain symbols: every font has them (emoji need a colour-emoji font the server may lack)
+MARKS = {"done": "✓", "current": "▶", "failed": "✗", "cancelled": "⊘", "pending": "○"}
 
 
 def stepper_text(job: dict[str, Any]) -> str:
-    """The pipeline as one line: ✅ queued → ⏳ training → ◻️ ..."""
-    parts = [f"{MARKS.get(s['status'], '◻️')} {s['name']}" for s in job.get("steps", [])]
+    """The pipeline as one line: ✓ queued → ▶ training → ○ ..."""
+    parts = [f"{MARKS.get(s['status'], '○')} {s['name']}" for s in job.get("steps", [])]
     return " → ".join(parts)
 
 

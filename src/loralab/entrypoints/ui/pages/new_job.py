@@ -7,6 +7,7 @@ from typing import Any
 import streamlit as st
 
 from loralab.entrypoints.ui.client import ApiClient, ApiError
+from loralab.entrypoints.ui.pages.datasets import upload_form
 
 MAIN = ("experiment", "base_model", "model_name", "epochs", "max_steps", "learning_rate")
 LORA = ("lora_r", "lora_alpha", "lora_dropout")
@@ -65,6 +66,44 @@ def _parse(raw: str, kind: str) -> Any:
     return raw
 
 
+def base_model_input(api: ApiClient, error: str | None) -> str:
+    """The base model, picked from the API's catalog (catalog models, then local folders)."""
+    catalog = api.catalog()
+    items = catalog.get("items", [])
+    names = [m["name"] for m in items]
+    about = {m["name"]: m for m in items}
+    default = catalog.get("default")
+    index = names.index(default) if default in names else 0
+
+    def label(name: str) -> str:
+        model = about[name]
+        where = model.get("language") or "local"
+        return f"{name} ({where}{'' if model.get('offline') else ', needs the hub or a cache'})"
+
+    picked = st.selectbox(
+        "base model", names, index=index, key="job_base_model", format_func=label,
+        help="Catalog models and the model folders on the server",
+    )  # fmt: skip
+    if error:
+        st.error(error)
+    return str(picked)
+
+
+def estimate_text(api: ApiClient, values: dict[str, Any]) -> str:
+    """'about N optimiser steps (...)', or why there is no estimate."""
+    keys = ("train_file", "validation_split", "batch_size", "epochs", "max_steps")
+    body = {k: values[k] for k in keys if values.get(k) is not None}
+    try:
+        plan = api.estimate(body)
+    except ApiError as err:
+        return f"no step estimate: {err}"
+    return (
+        f"about {plan['steps']} optimiser steps ({plan['train_rows']} of {plan['rows']} rows "
+        f"train, batch {plan['batch_size']}, {plan['steps_per_epoch']} steps per epoch, "
+        f"{plan['epochs']:g} epochs)"
+    )
+
+
 def _dataset_panel(api: ApiClient, ref: str) -> bool:
     """The dataset's validation report; False when it has errors (they block submit)."""
     version = api.dataset(ref)
@@ -80,9 +119,13 @@ def _dataset_panel(api: ApiClient, ref: str) -> bool:
 
 def render(api: ApiClient) -> None:
     st.title("New training job")
+    with st.expander("Upload a new dataset"):
+        uploaded = upload_form(api)
+    if uploaded:
+        st.session_state["job_train_file"] = uploaded
     refs = [d["ref"] for d in api.datasets()]
     if not refs:
-        st.info("no dataset yet: upload one on the Datasets page")
+        st.info("no dataset yet: upload one above")
         return
     fields = train_fields(api)
     refused: dict[str, str] = st.session_state.get("job_refused", {})
@@ -92,6 +135,9 @@ def render(api: ApiClient) -> None:
         st.error(refused["train_file"])
     values: dict[str, Any] = {"train_file": dataset}
     for name in MAIN:
+        if name == "base_model":
+            values[name] = base_model_input(api, refused.get(name))
+            continue
         values[name] = field_input(name, fields.get(name, {}), refused.get(name))
     with st.expander("LoRA settings"):
         for name in LORA:
@@ -107,6 +153,7 @@ def render(api: ApiClient) -> None:
         values["allow_language_mismatch"] = True
     if refused.get(""):
         st.error(refused[""])
+    st.info(estimate_text(api, values))
     if not st.button("Start training", type="primary", disabled=not usable):
         return
     body = {k: v for k, v in values.items() if v is not None}

@@ -43,6 +43,21 @@ def card_view(card: dict[str, Any]) -> None:
     )
 
 
+def stage_history(api: ApiClient, ref: str) -> None:
+    changes = api.model_history(ref).get("changes", [])
+    st.markdown("**Stage history**")
+    if not changes:
+        st.caption("no stage changes yet")
+        return
+    rows = [
+        {"version": c["version"], "from": c.get("from_stage") or "(new)", "to": c["to_stage"],
+         "by": c["by"], "reason": c.get("reason") or "",
+         "at": f"{datetime.fromtimestamp(float(c['at']), tz=timezone.utc):%Y-%m-%d %H:%M} UTC"}
+        for c in reversed(changes)
+    ]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def stage_form(api: ApiClient, ref: str) -> None:
     with st.form("transition"):
         stage = st.selectbox("New stage", ["Staging", "Production", "Archived"], key="stage_to")
@@ -77,6 +92,7 @@ def render(api: ApiClient) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         ref = st.selectbox("Card", [c["ref"] for c in cards], key="reg_card")
         card_view(next(c for c in cards if c["ref"] == ref))
+        stage_history(api, ref)
         if session.is_admin():
             stage_form(api, ref)
     need = st.text_input("Describe what you need", key="reg_need",

@@ -25,10 +25,13 @@ def render(api: ApiClient) -> None:
     try:
         answer = api.login(username, password)
     except ApiError as err:
+        session.log.info("sign-in refused for %s: %s", username, err)
         st.error(str(err))
         return
+    session.log.info("%s signed in", username)
     st.session_state[session.TOKEN_KEY] = answer["access_token"]
     st.session_state[session.USER_KEY] = answer["user"]
+    session.restore_typed(answer["user"]["username"])
     st.rerun()
 
 
@@ -37,5 +40,5 @@ def render_signout(api: ApiClient) -> None:
     st.title("Sign out")
     st.write(f"Signed in as **{user.get('username', '?')}** ({user.get('role', '?')}).")
     if st.button("Sign out", type="primary"):
-        session.sign_out("you are signed out")
+        session.sign_out("you are signed out", forget_all=True)
         st.rerun()
