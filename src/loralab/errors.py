@@ -35,3 +35,10 @@ class TooManyRequests(LoralabError):
 
 class PayloadTooLarge(LoralabError):
     """The request is larger than a configured limit."""
+
+
+class StorageFull(LoralabError):
+    """The server ran out of disk space (or quota) while writing; nothing half-written is kept.
+
+    Not the caller's fault: the API answers 507 Insufficient Storage.
+    """

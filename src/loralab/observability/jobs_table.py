@@ -101,7 +101,7 @@ def outcome_families(rows: Any) -> Iterator[CounterMetricFamily]:
     failure = CounterMetricFamily(
         "task_failure",
         "Training jobs that ended failed or cancelled, per reason "
-        "(data, oom, nan, worker_lost, cancelled, error).",
+        "(data, oom, nan, disk_full, worker_lost, cancelled, error).",
         labels=["queue", "reason"],
     )
     ok = dict.fromkeys(QUEUES, 0)

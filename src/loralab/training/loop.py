@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,12 @@ from loralab import __version__
 from loralab.training import checkpoints as ckpt
 from loralab.training.callbacks import GuardedTrainer, RunCallback
 from loralab.training.config import ConfigError, TrainConfig, load_config, save_config
+from loralab.training.errors import DiskFull, OutOfMemory, TrainingFailed, is_disk_full
+from loralab.training.evaluation import (
+    classification_report,
+    plot_confusion_matrix,
+    summary_metrics,
+)
 from loralab.training.files import atomic_write_json
 from loralab.training.interfaces import (
     MetricLogger,
@@ -37,7 +46,6 @@ from loralab.training.interfaces import (
     ProgressReporter,
     StopSignal,
 )
-from loralab.training.evaluation import classification_report, plot_confusion_matrix, summary_metrics
 from loralab.training.model import trainable_parameters
 from loralab.training.prepare import Prepared, prepare_training
 from loralab.training.runs import RunPaths, create_run, discard_run, read_state, update_state
@@ -307,12 +315,26 @@ def _record_start(
 def _record_failure(
     run: RunPaths, logger: MetricLogger, progress: ProgressReporter, err: BaseException
 ) -> None:
-    """The run ends stopped (Ctrl-C) or failed, in its state and in the tracker."""
+    """The run ends stopped (Ctrl-C) or failed, in its state and in the tracker.
+
+    Each step is tried on its own: on a full disk the state file may not be writable, and the
+    tracker run must still end (never RUNNING forever) and ``err`` still reach the caller.
+    """
     status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
     log.error("run %s %s: %s", run.run_id, status, err)
-    update_state(run, status=status, error=str(err), finished_at=time.time())
-    logger.log_artifact(run.logs)
-    logger.end_run("KILLED" if status == "stopped" else "FAILED")
+    steps: list[tuple[str, Callable[[], object]]] = [
+        (
+            "state",
+            lambda: update_state(run, status=status, error=str(err), finished_at=time.time()),
+        ),
+        ("log upload", lambda: logger.log_artifact(run.logs)),
+        ("tracker run end", lambda: logger.end_run("KILLED" if status == "stopped" else "FAILED")),
+    ]
+    for what, step in steps:
+        try:
+            step()
+        except Exception as step_err:  # noqa: BLE001 - the first error is the one to report
+            log.error("run %s: could not record the %s: %s", run.run_id, what, step_err)
     progress.finish()
 
 
@@ -328,12 +350,19 @@ def _train(
     """Build the trainer, train, report on the best model, write metrics, log to the tracker."""
     callback = RunCallback(prepared.config, run, logger, progress, stop)
     trainer = _build_trainer(prepared, run, callback)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    outcome = _final_report(prepared, trainer, callback)
-    _save_model(prepared, run)
-    plot_confusion_matrix(outcome.report, str(run.confusion_matrix_png))
-    atomic_write_json(run.metrics, _metrics(prepared, trainer, callback, outcome), sort_keys=True)
-    _log_final(run, logger, outcome, trainer.state.global_step)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        outcome = _final_report(prepared, trainer, callback)
+        _save_model(prepared, run)
+        plot_confusion_matrix(outcome.report, str(run.confusion_matrix_png))
+        metrics = _metrics(prepared, trainer, callback, outcome)
+        atomic_write_json(run.metrics, metrics, sort_keys=True)
+        _log_final(run, logger, outcome, trainer.state.global_step)
+    except Exception as err:
+        clearer = _clearer_failure(err, run, trainer.state.global_step, prepared)
+        if clearer is None:
+            raise
+        raise clearer from err
     return TrainResult(
         run,
         outcome.status,
@@ -346,6 +375,38 @@ def _train(
         tracker_id,
         callback.history,
     )
+
+
+NO_BATCH_FITS = "No executable batch size found"  # accelerate, after shrinking the batch to 0
+
+
+def _clearer_failure(
+    err: Exception, run: RunPaths, step: int, prepared: Prepared
+) -> TrainingFailed | None:
+    """A full disk or an out-of-memory at batch size 1, said plainly (None: keep ``err``).
+
+    On a full disk the checkpoint being written (no marker yet) is deleted to give its space
+    back; the complete ones stay, so the run resumes from the last of them.
+    """
+    if is_disk_full(err):
+        ckpt.remove_incomplete(run.checkpoints)
+        last = ckpt.last_complete(run.checkpoints)
+        then = (
+            f"the last complete checkpoint (step {ckpt.checkpoint_step(last)}) is kept: free "
+            f"space, then resume the run (loralab resume {run.run_id})"
+            if last is not None
+            else "no checkpoint was complete yet: free space, then train again"
+        )
+        return DiskFull(
+            f"disk full at step {step}: no space left on the device that holds the run. "
+            f"Nothing half-written was kept; {then}."
+        )
+    if isinstance(err, RuntimeError) and str(err).startswith(NO_BATCH_FITS):
+        return OutOfMemory(
+            f"out of memory at batch size 1 on {prepared.device.description}: even one example "
+            "does not fit. Lower max_length, choose a smaller base_model or another device."
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -462,10 +523,32 @@ def _log_final(run: RunPaths, logger: MetricLogger, outcome: _Outcome, final_ste
     logger.end_run("FINISHED")
 
 
+def _publish_folder(final: Path, write: Callable[[Path], object]) -> None:
+    """Write a folder beside ``final`` and rename it into place: a reader (serving) never
+    loads half of one, and a failed write (a full disk) leaves no partial folder behind."""
+    staging, old = final.with_name(f".{final.name}.tmp"), final.with_name(f".{final.name}.old")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _save_model(prepared: Prepared, run: RunPaths) -> None:
-    """The reloadable model: adapter + head (safetensors), tokenizer, label map, model info."""
-    prepared.model.save_pretrained(str(run.adapter), safe_serialization=True)
-    prepared.tokenizer.save_pretrained(str(run.tokenizer))
+    """The reloadable model: adapter + head (safetensors), tokenizer, label map, model info.
+
+    model_info.json is written last: a run counts as saved (for serving) once it exists.
+    """
+    _publish_folder(
+        run.adapter, lambda d: prepared.model.save_pretrained(str(d), safe_serialization=True)
+    )
+    _publish_folder(run.tokenizer, lambda d: prepared.tokenizer.save_pretrained(str(d)))
     labels = prepared.labels
     atomic_write_json(run.label_map, {"labels": labels, "id2label": dict(enumerate(labels))})
     atomic_write_json(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from loralab.datasets.service import DatasetInvalid
-from loralab.errors import Conflict, InvalidInput, NotFound
+from loralab.errors import Conflict, InvalidInput, NotFound, StorageFull
 from loralab.observability.reasons import REASONS, failure_reason, known_reason
-from loralab.training.errors import TrainingFailed
+from loralab.training.errors import DiskFull, OutOfMemory, TrainingFailed
+
+
+def _raised_from(err: BaseException, cause: BaseException) -> BaseException:
+    err.__cause__ = cause
+    return err
 
 
 class OutOfMemoryError(RuntimeError):
@@ -25,6 +32,13 @@ class OutOfMemoryError(RuntimeError):
         (TrainingFailed("loss became nan at step 3: training diverged."), "nan"),
         (TrainingFailed("a step crashed"), "error"),
         (Conflict("busy"), "error"),
+        (OSError(errno.ENOSPC, "No space left on device"), "disk_full"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk_full"),
+        (DiskFull("disk full at step 8"), "disk_full"),
+        (StorageFull("the dataset store is full"), "disk_full"),
+        (_raised_from(RuntimeError("saving failed"), OSError(errno.ENOSPC, "full")), "disk_full"),
+        (OSError(errno.EACCES, "Permission denied"), "error"),
+        (OutOfMemory("out of memory at batch size 1 on cpu"), "oom"),
         (ValueError("something else"), "error"),
     ],
 )
