@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-MONITORING = Path(__file__).resolve().parents[3] / "deploy" / "monitoring"
+MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 PROMETHEUS_DIR = MONITORING / "prometheus"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "loralab.json"
 # Every loralab metric starts with one of these (default collectors included).
