@@ -27,6 +27,7 @@ from loralab.datasets.versioning import (
     TEMP_PREFIX,
     DatasetVersion,
     check_name,
+    disk_full_refused,
     holding,
     sweep_temporaries,
 )
@@ -56,7 +57,7 @@ def _spooled(stream: BinaryIO, suffix: str, folder: Path, limit: int) -> Iterato
     with tempfile.TemporaryDirectory(dir=folder, prefix=TEMP_PREFIX) as tmp, holding(Path(tmp)):
         path = Path(tmp) / f"upload{suffix}"
         size = 0
-        with path.open("wb") as out:
+        with disk_full_refused("file"), path.open("wb") as out:
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > limit:

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.errors import InvalidInput, NotFound
+from loralab.errors import InvalidInput, NotFound, StorageFull
+from loralab.training.errors import is_disk_full
 from loralab.training.files import atomic_write_json, file_lock
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -47,6 +48,21 @@ def check_name(name: str) -> str:
             "letter or digit"
         )
     return name
+
+
+@contextlib.contextmanager
+def disk_full_refused(what: str) -> Iterator[None]:
+    """Turn a full disk (or quota) while ``what`` is written into :class:`StorageFull`; the
+    writer inside removes what it half-wrote before the error leaves it."""
+    try:
+        yield
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise StorageFull(
+            f"{what}: the server's dataset storage is full (no space left on the device); "
+            "nothing was stored. Try again once an operator has freed space."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -194,9 +210,36 @@ class DatasetStore:
         label_column: str,
         report: dict[str, Any],
     ) -> tuple[DatasetVersion, bool]:
-        """Store the rows (once per content) and record a version; (version, created)."""
+        """Store the rows (once per content) and record a version; (version, created).
+
+        All or nothing: on any failure (a full disk: :class:`StorageFull`) the temporary copy
+        is removed, and an object this call stored is removed again if its record could not be
+        written.
+        """
         check_name(name)
-        self.root.mkdir(parents=True, exist_ok=True)
+        with disk_full_refused(f"dataset {name!r}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            return self._add_version(
+                name,
+                rows,
+                user=user,
+                source=source,
+                text_column=text_column,
+                label_column=label_column,
+                report=report,
+            )
+
+    def _add_version(
+        self,
+        name: str,
+        rows: Iterable[tuple[str, str]],
+        *,
+        user: str,
+        source: str,
+        text_column: str,
+        label_column: str,
+        report: dict[str, Any],
+    ) -> tuple[DatasetVersion, bool]:
         fp = Fingerprinter()
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed or removed below
             "wb", dir=self.root, prefix=".upload-", suffix=".tmp", delete=False
@@ -213,7 +256,8 @@ class DatasetStore:
                     if version.fingerprint == fp.hexdigest:
                         return version, False
                 target = self.object_path(fp.hexdigest)
-                if not target.exists():
+                stored = not target.exists()
+                if stored:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.chmod(temp, 0o444)
                     os.replace(temp, target)
@@ -231,7 +275,12 @@ class DatasetStore:
                     path=str(target.relative_to(self.root)),
                     report=report,
                 )
-                self._write_record(name, [*existing, version])
+                try:
+                    self._write_record(name, [*existing, version])
+                except BaseException:
+                    if stored:  # no record names it: an object nobody can reach
+                        target.unlink(missing_ok=True)
+                    raise
                 return version, True
         finally:
             temp.unlink(missing_ok=True)
