@@ -200,7 +200,7 @@ def test_nan_mid_run_fails_naming_the_step_and_keeps_earlier_checkpoints(
     calls = {"train": 0}
 
     def nan_at_step_6(self: Trainer, model: Any, inputs: Any, *args: Any, **kw: Any) -> Any:
-        result = compute_loss(self, model, inputs, *args, **kw)
+        result: Any = compute_loss(self, model, inputs, *args, **kw)
         if model.training:
             calls["train"] += 1
             if calls["train"] == 6:
