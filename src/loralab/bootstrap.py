@@ -71,8 +71,11 @@ class Services:
     @cached_property
     def jobs(self) -> JobService:
         from loralab.jobs.service import JobService
+        from loralab.jobs.workers import RedisWorkers
 
-        return JobService(self.db, self.settings, self.queue, self.audit)
+        # worker heartbeats live beside the broker: a queue given here (tests) has none
+        workers = None if self._queue else RedisWorkers.from_settings(self.settings)
+        return JobService(self.db, self.settings, self.queue, self.audit, workers)
 
     @cached_property
     def registry(self) -> RegistryService:

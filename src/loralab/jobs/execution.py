@@ -160,12 +160,19 @@ class JobStop:
         return self.cancelled
 
 
+def _warnings_of(db: Database, claim: Claim) -> dict[str, Any]:
+    """The warnings said at submission (kept in progress: each write replaces it whole)."""
+    with db.session() as session:
+        progress = session.scalar(select(Job.progress).where(Job.id == claim.job_id)) or {}
+    return {"warnings": progress["warnings"]} if progress.get("warnings") else {}
+
+
 class JobProgress:
     """ProgressReporter that writes state and progress to the job row (throttled)."""
 
     def __init__(self, db: Database, claim: Claim, config: TrainConfig) -> None:
         self.db, self.claim, self.config = db, claim, config
-        self.progress: dict[str, Any] = {"stage": states.VALIDATING}
+        self.progress: dict[str, Any] = {"stage": states.VALIDATING, **_warnings_of(db, claim)}
         self.run_id = claim.run_id  # the run this delivery trains or resumes
         self.total = 0
         self._written = 0.0

@@ -103,6 +103,11 @@ class TrainRequest(BaseModel):
         pattern=_MODEL_NAME,
         description="Registered model name for the result. Empty: the experiment name.",
     )
+    allow_language_mismatch: bool = Field(
+        default=False,
+        description="Train even when most of the data is in a language the base model does "
+        "not read (the job then carries the warning).",
+    )
 
     @field_validator("train_file", "validation_file")
     @classmethod

@@ -34,7 +34,9 @@ from loralab.infra.queue import JobQueue
 from loralab.jobs import states
 from loralab.jobs.requests import TrainRequest, to_train_config
 from loralab.jobs.views import JobView, ProgressView, StepView
+from loralab.jobs.workers import WorkerDirectory
 from loralab.settings import Settings
+from loralab.training.config import TrainConfig
 
 log = logging.getLogger("loralab.jobs")
 MAX_PAGE = 500
@@ -59,11 +61,20 @@ def _dispatch(row: Job) -> str | None:
 class JobService:
     """Submit, read, cancel and execute training jobs."""
 
-    def __init__(self, db: Database, settings: Settings, queue: JobQueue, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        queue: JobQueue,
+        audit: AuditLog,
+        workers: WorkerDirectory | None = None,
+    ) -> None:
+        """``workers``: who serves which queue (worker heartbeats); None: not checked."""
         self.db = db
         self.settings = settings
         self.queue = queue
         self.audit = audit
+        self.workers = workers
 
     # -- users ---------------------------------------------------------------------------------
     def submit(self, actor: Actor, request: TrainRequest, ctx: RequestContext) -> JobView:
@@ -78,11 +89,15 @@ class JobService:
         """
         request = self._pin_datasets(actor, request)
         config = to_train_config(self.settings, request)
+        warnings = self._language_warnings(config, request)
         job_id = str(uuid.uuid4())
         queue = queue_for(config.device)
+        warnings = (*warnings, *self._unserved(queue))
         limit = self.settings.queue.max_active_per_user
         with self.db.session() as session:
-            row = self._insert_within_limit(session, actor, job_id, config.to_dict(), request)
+            row = self._insert_within_limit(
+                session, actor, job_id, config.to_dict(), request, {"warnings": [*warnings]}
+            )
             allowed = row is not None
             self._audit(session, actor, ctx, "job.submit", job_id, allowed, {"queue": queue})
         if row is None:
@@ -164,6 +179,34 @@ class JobService:
         }
         return request.model_copy(update=pinned)
 
+    def _language_warnings(self, config: TrainConfig, request: TrainRequest) -> tuple[str, ...]:
+        """The language-mismatch warning (none or one) for a job, before any model
+        loads; an error unless the request or ``datasets.api_language_mismatch`` allows it."""
+        from loralab.datasets.service import language_fit
+        from loralab.experiments.service import base_model_source
+
+        source = base_model_source(self.settings, config.base_model)
+        warning = language_fit(self.settings, config.train_file, config.base_model, source)
+        if warning is None:
+            return ()
+        lenient = self.settings.datasets.api_language_mismatch == "warn"
+        if not (lenient or request.allow_language_mismatch):
+            raise InvalidInput(
+                f"{warning[0].upper()}{warning[1:]} To train anyway, set allow_language_mismatch."
+            )
+        return (warning,)
+
+    def _unserved(self, queue: str) -> tuple[str, ...]:
+        """A queue no live worker serves: Conflict, or (``queue.refuse_unserved`` off) a
+        warning the job view shows. Unknown (no directory, Redis down): nothing said."""
+        if self.workers is None or self.workers.serves(queue) is not False:
+            return ()
+        message = f"no worker serves the {queue} queue"
+        if self.settings.queue.refuse_unserved:
+            hint = " (train on another device, or ask an operator to start one)"
+            raise Conflict(f"{message}: the job would never start{hint}")
+        return (f"{message} right now: the job waits until one starts",)
+
     def _insert_within_limit(
         self,
         session: Session,
@@ -171,6 +214,7 @@ class JobService:
         job_id: str,
         config: dict[str, Any],
         request: TrainRequest,
+        progress: dict[str, Any] | None = None,
     ) -> Job | None:
         """Insert the job only if the owner has fewer active jobs than allowed, in one
         statement (SQLite), behind a lock on the owner's row (PostgreSQL). Returns the row as
@@ -194,7 +238,7 @@ class JobService:
             "queue": (queue_for(str(config.get("device"))), String),
             "attempts": (0, Integer),
             "cancel_requested": (False, Boolean),
-            "progress": ({}, JSON),
+            "progress": (progress or {}, JSON),
             "created_at": (now, stamp),
             "updated_at": (now, stamp),
         }
@@ -301,6 +345,7 @@ class JobService:
             finished_at=_iso(row.finished_at),
             queue_position=self._position(session, row) if row.state == states.QUEUED else None,
             dispatch=_dispatch(row),
+            warnings=tuple(str(w) for w in progress.get("warnings") or ()),
         )
 
     def _position(self, session: Session, row: Job) -> int:

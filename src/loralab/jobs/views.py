@@ -53,3 +53,4 @@ class JobView:
     queue_position: int | None
     # queued jobs: sent (the broker has it) or deferred (the recovery sweep sends it later)
     dispatch: str | None = None
+    warnings: tuple[str, ...] = ()  # said at submission, e.g. a language the model cannot read

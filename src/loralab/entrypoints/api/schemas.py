@@ -199,6 +199,11 @@ class JobPublic(Public):
         description="Queued jobs: sent (the broker has it) or deferred (the broker was down: "
         "the recovery sweep sends it when it is back); null otherwise.",
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Said at submission, e.g. that the base model does not read the data's "
+        "language (a request with allow_language_mismatch).",
+    )
 
 
 class JobList(RootModel[list[JobPublic]]):
