@@ -402,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         start_api,
         start_worker,
         wait_for,
+        wait_for_heartbeat,
     )
 
     tmp = Path(tempfile.mkdtemp(prefix="api-bench-"))
@@ -420,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                 loglevel="WARNING",
             )
         )
+        wait_for_heartbeat(env)
         port = free_port()
         processes.append(start_api(env, tmp, tmp / "api.log", port, args.api_workers))
         url = f"http://127.0.0.1:{port}"

@@ -119,6 +119,15 @@ def start_worker(
     )
 
 
+def wait_for_heartbeat(env: dict[str, str], queue: str = "cpu", seconds: float = 120) -> None:
+    """Until a worker announces ``queue`` in Redis: before it, the API refuses jobs for that
+    queue (409 "no worker serves ...")."""
+    from loralab.jobs.workers import RedisWorkers
+
+    workers = RedisWorkers(env["LORALAB_QUEUE__BROKER_URL"], 30)
+    wait_for(lambda: workers.serves(queue), seconds, f"a worker announcing the {queue} queue", 0.2)
+
+
 def start_api(
     env: dict[str, str], cwd: Path, log: Path, port: int, workers: int = 1
 ) -> subprocess.Popen[bytes]:

@@ -27,6 +27,7 @@ from tests.integration.services import (
     platform_env,
     start_worker,
     wait_for,
+    wait_for_heartbeat,
 )
 
 from loralab.entrypoints.api.app import create_app
@@ -82,6 +83,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[
         LORALAB_AUTH__SECRET_KEY=SECRET,
     )
     worker = start_worker(env, tmp, tmp / "worker.log")
+    wait_for_heartbeat(env)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

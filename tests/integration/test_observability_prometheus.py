@@ -40,6 +40,7 @@ from tests.integration.services import (
     platform_env,
     start_worker,
     wait_for,
+    wait_for_heartbeat,
 )
 
 from loralab.entrypoints.api.app import create_app
@@ -102,6 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         settings.model_copy(update={"log": LogSettings(format="json")}), "api", api_log
     )
     worker = start_worker(env, tmp, tmp / "worker.log")
+    wait_for_heartbeat(env)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
