@@ -44,8 +44,7 @@ def test_disk_full_while_spooling_an_upload(
         files={"file": ("crowded.csv", body.encode(), "text/csv")},
     )
 
-    # 507 Insufficient Storage once the API maps loralab.errors.StorageFull (500 until then)
-    assert response.status_code in (500, 507), response.text
+    assert response.status_code == 507, response.text
     assert "storage is full" in response.json()["detail"]
     store = found.settings.dataset_store_dir
     assert list(store.glob(".upload-*")) == []

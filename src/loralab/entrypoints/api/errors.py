@@ -15,6 +15,7 @@ from loralab.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    StorageFull,
     TooManyRequests,
 )
 
@@ -28,6 +29,7 @@ STATUS: dict[type[LoralabError], tuple[int, str]] = {
     NotAuthenticated: (401, "not_authenticated"),
     TooManyRequests: (429, "too_many_requests"),
     PayloadTooLarge: (413, "too_large"),
+    StorageFull: (507, "storage_full"),
 }
 
 

@@ -60,6 +60,7 @@ class InvalidBody(BaseModel):
 
 
 ERROR_TEXT = {
+    400: "The body does not parse (a malformed multipart form)",
     401: "Not signed in, or the token is invalid, expired or revoked",
     403: "Signed in, but not allowed (admins only, or a wrong old password)",
     404: "Not found, or not yours (the answer is the same)",
@@ -67,6 +68,7 @@ ERROR_TEXT = {
     413: "The body or the upload is too large",
     422: "Invalid input: the detail names the field",
     429: "Too many requests: try again after Retry-After seconds",
+    507: "The server's storage is full: nothing was stored",
 }
 
 

@@ -23,7 +23,7 @@ router = APIRouter(tags=["datasets"])
     "/datasets",
     status_code=201,
     summary="Upload a dataset file as a new version",
-    responses=errors(401, 409, 413, 422, 429),
+    responses=errors(401, 409, 413, 422, 429, 507),
     dependencies=[Depends(limited("upload"))],
 )
 def upload(
