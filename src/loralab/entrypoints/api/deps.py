@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from loralab.audit.refused import record_refused
 from loralab.bootstrap import Services
 from loralab.errors import NotAuthenticated, PermissionDenied
 from loralab.identity import Actor, RequestContext
@@ -38,14 +39,28 @@ def get_current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
-    """The signed-in user behind the bearer token."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise NotAuthenticated(
-            "sign in first: POST /login, then send 'Authorization: Bearer <token>'"
-        )
-    actor = services(request).users.authenticate(credentials.credentials)
+    """The signed-in user behind the bearer token; a refusal is on the audit record (the
+    reason, never the token)."""
+    try:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise NotAuthenticated(
+                "sign in first: POST /login, then send 'Authorization: Bearer <token>'"
+            )
+        actor = services(request).users.authenticate(credentials.credentials)
+    except NotAuthenticated as err:
+        _record_refusal(request, None, 401, str(err))
+        raise
     request.state.actor = actor
     return actor
+
+
+def _record_refusal(request: Request, actor: Actor | None, status: int, reason: str) -> None:
+    found = services(request)
+    route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+    record_refused(
+        found.audit, found.db, request_context(request), actor=actor, method=request.method,
+        route=route, status=status, reason=reason,
+    )  # fmt: skip
 
 
 CurrentUser = Annotated[Actor, Depends(get_current_user)]
