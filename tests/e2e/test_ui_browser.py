@@ -31,6 +31,7 @@ from tests.integration.services import (
     platform_env,
     start_worker,
     wait_for,
+    wait_for_heartbeat,
 )
 
 from loralab.entrypoints.api.app import create_app
@@ -111,6 +112,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[
         LORALAB_AUTH__SECRET_KEY=SECRET,
     )
     worker = start_worker(env, tmp, tmp / "worker.log")
+    wait_for_heartbeat(env)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -133,7 +135,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[
         if target := os.environ.get("LORALAB_UI_SCREENSHOTS"):
             Path(target).mkdir(parents=True, exist_ok=True)
             for shot in shots.glob("*.png"):
-                shutil.copy2(shot, Path(target) / shot.name)
+                if not shot.name.startswith("failed_"):  # those stay test artifacts
+                    shutil.copy2(shot, Path(target) / shot.name)
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +289,8 @@ def test_the_whole_platform_in_a_browser(browser: object, live: Live) -> None:
         ui.page.get_by_role("option").first.click()
         ui.idle()
     ui.see("Train loss, overlaid")
+    ui.see("Per-class report")
+    ui.page.wait_for_timeout(2000)  # the charts draw after the page settles
     ui.shot("experiments_compare")
 
     ui.go("Sign out")
@@ -300,6 +305,9 @@ def test_the_whole_platform_in_a_browser(browser: object, live: Live) -> None:
     ui.press("Change stage")
     ui.see("→ Production")
     ui.shot("registry")
+    ui.go("Audit log")
+    ui.see("the audit chain verifies")
+    ui.shot("audit")
     ui.go("Sign out")
     ui.press("Sign out")
 

@@ -146,7 +146,12 @@ def test_new_job_submits_the_form_and_shows_refusals_by_field() -> None:
     assert '"base_model":"minilm-l6"' in sent[-1]
     api.refuse_train = None
     next(b for b in app.button if b.label == "Start training").click().run()
-    assert app.session_state["monitor_task"] == "job-1"
+    assert app.session_state["watch_task"] == "job-1"
+    monitor = open_page(api, "jobs")
+    monitor.session_state["watch_task"] = "job-1"
+    monitor.run()
+    assert monitor.text_input(key="monitor_task").value == "job-1"
+    assert "Job job-1" in texts(monitor, "subheader")
 
 
 def test_experiments_compares_runs_side_by_side() -> None:

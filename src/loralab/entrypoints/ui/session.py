@@ -51,6 +51,7 @@ def configure_process_logging() -> bool:
     from loralab.settings import Settings
 
     configure_logging(Settings(), "ui")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per API call
     log.info("web UI up; API at %s", default_api_url())
     return True
 

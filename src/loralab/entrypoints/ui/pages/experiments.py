@@ -28,8 +28,8 @@ def _duration(job: dict[str, Any]) -> float | None:
 def runs_table(
     jobs: list[dict[str, Any]], cards: list[dict[str, Any]], admin_runs: list[dict[str, Any]]
 ) -> pd.DataFrame:
-    """One row per run made by a job: who, base model, dataset version, duration, metrics
-    (from the run's model card, or for admins the run list)."""
+    """One row per run: who, base model, dataset version, duration, metrics (from the run's
+    model card, or for admins the run list). Admins also see runs no job made (the CLI's)."""
     by_run = {c.get("run_id"): c for c in cards}
     scores = {r["run_id"]: r for r in admin_runs}
     rows = []
@@ -55,6 +55,15 @@ def runs_table(
                 "started": job.get("started_at"),
             }
         )
+    seen = {r["run"] for r in rows}
+    rows += [
+        {"run": r["run_id"], "state": r.get("status"), "who": "(command line)",
+         "base model": r.get("base_model"), "dataset": None, "model": None,
+         "accuracy": r.get("accuracy"), "macro F1": r.get("macro_f1"), "minutes": None,
+         "started": r.get("started")}
+        for r in admin_runs
+        if r["run_id"] not in seen
+    ]  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -115,12 +124,13 @@ def reports(api: ApiClient, picked: list[str], details: list[dict[str, Any]]) ->
 
 
 def curves(api: ApiClient, picked: list[str], details: list[dict[str, Any]]) -> None:
-    found = {}
+    found: dict[str, pd.Series] = {}
     for run, detail in zip(picked, details, strict=True):
         if task := detail.get("task_id"):
             series = api.job_metrics(task).get("series", {})
             points = series.get("train_loss_avg") or series.get("train_loss") or []
-            found[run] = pd.Series({p["step"]: p["value"] for p in points})
+            label = f"run {len(found) + 1} ({run.rsplit('-', 1)[-1]})"  # not date-like
+            found[label] = pd.Series({p["step"]: p["value"] for p in points})
     if found:
         st.markdown("**Train loss, overlaid**")
         st.line_chart(pd.DataFrame(found).rename_axis("step"))

@@ -14,6 +14,7 @@ from loralab.entrypoints.ui.client import ApiClient, ApiError
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATES = ["queued", "validating", "training", "evaluating", "registering", *sorted(TERMINAL)]
 POLL_SECONDS = 2.0
+WATCH_KEY = "watch_task"  # set by the New job page: the job to open here next
 # plain symbols: every font has them (emoji need a colour-emoji font the server may lack)
 MARKS = {"done": "✓", "current": "▶", "failed": "✗", "cancelled": "⊘", "pending": "○"}
 
@@ -119,6 +120,9 @@ def job_list(api: ApiClient) -> None:
 
 def render(api: ApiClient) -> None:
     st.title("Job monitor")
+    if watch := st.session_state.pop(WATCH_KEY, None):  # a job just submitted: watch it
+        st.session_state["monitor_task"] = watch  # set before the field exists: it shows it
+        st.session_state["monitor_live"] = True
     task_id = st.text_input("Job id", key="monitor_task", help="Paste a job id, or pick one below")
     if task_id.strip():
         live = st.session_state.get("monitor_live", True)

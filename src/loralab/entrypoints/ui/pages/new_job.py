@@ -8,6 +8,7 @@ import streamlit as st
 
 from loralab.entrypoints.ui.client import ApiClient, ApiError
 from loralab.entrypoints.ui.pages.datasets import upload_form
+from loralab.entrypoints.ui.pages.jobs import WATCH_KEY
 
 MAIN = ("experiment", "base_model", "model_name", "epochs", "max_steps", "learning_rate")
 LORA = ("lora_r", "lora_alpha", "lora_dropout")
@@ -164,5 +165,5 @@ def render(api: ApiClient) -> None:
         st.session_state["job_refused"] = {field: str(err)}
         st.rerun()
     st.session_state["job_refused"] = {}
-    st.session_state["monitor_task"] = job["task_id"]
+    st.session_state[WATCH_KEY] = job["task_id"]
     st.success(f"job {job['task_id']} queued (position {job.get('queue_position')})")
