@@ -29,6 +29,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "sentiment_z
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TEXTS = ["这部电影太精彩了，强烈推荐", "质量太差了，用了两天就坏了", "服务很好，下次还来"]
 
+LOCAL = ("127.0.0.1", 50000)  # a loopback peer: /health/details and /metrics answer it
+
 
 def sample_texts() -> list[str]:
     with SAMPLE.open(encoding="utf-8", newline="") as handle:
@@ -123,8 +125,8 @@ def test_the_service_predicts_chinese_texts_and_answers_in_the_datas_language(
     settings, run, _ = trained
     predictor = load_predictor(run, device="cpu", precision="fp32")
     expected = [(p.label_name, p.probability) for p in predictor.predict(TEXTS)]
-    with TestClient(create_serving_app(settings, model="zh@1")) as client:
-        health = client.get("/health").json()
+    with TestClient(create_serving_app(settings, model="zh@1"), client=LOCAL) as client:
+        health = client.get("/health/details").json()
         assert (health["model_version"], health["language"]) == ("zh@1", "Chinese")
         assert health["base_model"] == "tiny-zh"
         for text, (label, probability) in zip(TEXTS, expected, strict=True):
@@ -147,7 +149,7 @@ def test_an_unregistered_run_answers_in_the_language_its_state_records(
     state.pop("registered_model", None)  # served from its own folder, not through a card
     (copy / "run.json").write_text(json.dumps(state), encoding="utf-8")
     try:
-        with TestClient(create_serving_app(settings, model=copy.name)) as client:
+        with TestClient(create_serving_app(settings, model=copy.name), client=LOCAL) as client:
             got = client.post("/predict", json={"text": TEXTS[0]}).json()
         assert got["model_version"] == f"run:{copy.name}" and got["language"] == "Chinese"
     finally:

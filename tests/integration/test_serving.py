@@ -27,6 +27,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TEXTS = ["the food was great great", "the phone was awful awful", "quite nice nice service"]
 
+LOCAL = ("127.0.0.1", 50000)  # a loopback peer: /health/details and /metrics answer it
+
 
 def _settings(tmp: Path, **serving: object) -> Settings:
     return Settings(
@@ -83,8 +85,8 @@ def direct(run: RunPaths, texts: list[str]) -> list[tuple[str, float]]:
 
 def test_predictions_match_direct_model_calls(env: tuple[Settings, dict]) -> None:
     settings, runs = env
-    with TestClient(create_serving_app(settings, model="sent@1")) as client:
-        health = client.get("/health").json()
+    with TestClient(create_serving_app(settings, model="sent@1"), client=LOCAL) as client:
+        health = client.get("/health/details").json()
         assert health["model_loaded"] and health["model_version"] == "sent@1"
         assert health["device"].startswith("cpu")
         for version in ("sent@1", "sent@2"):
@@ -111,8 +113,8 @@ def test_run_id_and_merged_mode_give_the_same_answer(env: tuple[Settings, dict])
     settings, runs = env
     settings.serving.mode = "merged"
     run = runs["sent@1"]
-    with TestClient(create_serving_app(settings, model=run.run_id)) as client:
-        assert client.get("/health").json()["loaded"] == ["sent@1 (merged)"]
+    with TestClient(create_serving_app(settings, model=run.run_id), client=LOCAL) as client:
+        assert client.get("/health/details").json()["loaded"] == ["sent@1 (merged)"]
         got = client.post("/predict", json={"text": TEXTS[0]}).json()
     assert (got["label_name"], got["model_version"]) == (direct(run, TEXTS[:1])[0][0], "sent@1")
 
@@ -125,25 +127,25 @@ def test_alias_switches_without_restart_and_archived_is_never_served(
     settings.serving.mode = mode
     registry = RegistryService(settings)
     registry.transition("sent@1", "Production", user="admin")
-    with TestClient(create_serving_app(settings)) as client:
+    with TestClient(create_serving_app(settings), client=LOCAL) as client:
         first = client.post("/predict", json={"text": TEXTS[0]}).json()
         assert first["model_version"] == "sent@1"
         registry.transition("sent@2", "Production", user="admin", force=True, reason="test")
         named = client.post("/predict", json={"text": TEXTS[0], "model": "sent@production"})
         assert named.json()["model_version"] == "sent@2"  # a named alias: at once
         deadline = time.time() + 5
-        while client.get("/health").json()["model_version"] != "sent@2":
+        while client.get("/health/details").json()["model_version"] != "sent@2":
             assert time.time() < deadline, "promotion not picked up within 5 s"
             time.sleep(0.1)
         second = client.post("/predict", json={"text": TEXTS[0]}).json()
         assert second["model_version"] == "sent@2" and second["label"] != first["label"]
         if mode == "merged":  # one hot model: the old one is no longer held merged
-            assert "sent@1 (merged)" not in client.get("/health").json()["loaded"]
+            assert "sent@1 (merged)" not in client.get("/health/details").json()["loaded"]
         registry.transition("sent@2", "Archived", user="admin")
         gone = client.post("/predict", json={"text": TEXTS[0], "model": "sent@production"})
         assert gone.status_code == 404 and "no Production" in gone.json()["detail"]
         deadline = time.time() + 5
-        while client.get("/health").json()["model_version"] is not None:
+        while client.get("/health/details").json()["model_version"] is not None:
             assert time.time() < deadline, "archive not picked up within 5 s"
             time.sleep(0.1)
         assert client.post("/predict", json={"text": TEXTS[0]}).status_code == 404
@@ -170,7 +172,7 @@ def test_limits_give_clear_errors(
     settings.serving.max_text_chars = 100
     settings.serving.max_batch_texts = 4
     path = "/predict/batch" if "texts" in body else "/predict"
-    with TestClient(create_serving_app(settings, model="sent@1")) as client:
+    with TestClient(create_serving_app(settings, model="sent@1"), client=LOCAL) as client:
         response = client.post(path, json=body)
     assert response.status_code == status
     assert words in response.text
@@ -180,7 +182,7 @@ def test_truncation_when_configured(env: tuple[Settings, dict]) -> None:
     settings, _ = env
     settings.serving.max_text_chars = 20
     settings.serving.truncate = True
-    with TestClient(create_serving_app(settings, model="sent@1")) as client:
+    with TestClient(create_serving_app(settings, model="sent@1"), client=LOCAL) as client:
         got = client.post("/predict", json={"text": "great " * 50}).json()
     assert got["truncated"] is True and got["label_name"] in {"positive", "negative"}
 
@@ -196,7 +198,7 @@ def test_a_model_without_safetensors_is_refused(env: tuple[Settings, dict]) -> N
     weights = fake / "artifacts" / "adapter" / "adapter_model.safetensors"
     weights.rename(weights.with_name("adapter_model.bin"))
     try:
-        with TestClient(create_serving_app(settings, model="sent@1")) as client:
+        with TestClient(create_serving_app(settings, model="sent@1"), client=LOCAL) as client:
             response = client.post("/predict", json={"text": "good", "model": fake.name})
         assert response.status_code == 422
         assert "safetensors" in response.json()["detail"]
@@ -206,7 +208,7 @@ def test_a_model_without_safetensors_is_refused(env: tuple[Settings, dict]) -> N
 
 def test_metrics_are_exposed_per_version(env: tuple[Settings, dict]) -> None:
     settings, _ = env
-    with TestClient(create_serving_app(settings, model="sent@1")) as client:
+    with TestClient(create_serving_app(settings, model="sent@1"), client=LOCAL) as client:
         client.post("/predict", json={"text": TEXTS[0]})
         client.post("/predict", json={"text": ""})
         text = client.get("/metrics").text
@@ -270,9 +272,9 @@ def test_lru_cache_evicts_and_reloads_adapters_correctly(env: tuple[Settings, di
     settings, runs = env
     settings.serving.cache_size = 1
     expected = {v: direct(runs[v], TEXTS[:1])[0] for v in ("sent@1", "sent@2")}
-    with TestClient(create_serving_app(settings, model="sent@1")) as client:
+    with TestClient(create_serving_app(settings, model="sent@1"), client=LOCAL) as client:
         for version in ("sent@2", "sent@1", "sent@2", "sent@1"):
             got = client.post("/predict", json={"text": TEXTS[0], "model": version}).json()
             assert (got["label_name"], got["model_version"]) == (expected[version][0], version)
             assert got["probability"] == pytest.approx(expected[version][1], abs=1e-4)
-            assert client.get("/health").json()["loaded"] == [version]
+            assert client.get("/health/details").json()["loaded"] == [version]

@@ -120,6 +120,15 @@ class MetricsAccess:
 LOOPBACK = trusted_networks(["127.0.0.0/8", "::1/128"])
 
 
+def monitoring_client(request: Request) -> bool:
+    """Whether ``request`` may read what is for monitoring (``/metrics``, health details):
+    the app's :class:`MetricsAccess` decides; an app without one lets anyone."""
+    access: MetricsAccess | None = getattr(request.app.state, "metrics_access", None)
+    return access is None or access.allows(
+        getattr(request.state, "peer", None), request.headers.get("authorization", "")
+    )
+
+
 def _refused(status: int, detail: str, code: str) -> Response:
     return JSONResponse({"detail": detail, "error": code}, status_code=status)
 
@@ -158,6 +167,7 @@ def install_common(
     parsing), HTTP metrics and ``GET /metrics`` (``metrics_access``: who may read it; None:
     anyone)."""
     app.state.metrics = metrics
+    app.state.metrics_access = metrics_access
     trusted = trusted_networks(trusted_proxies)
 
     @app.middleware("http")
@@ -198,9 +208,7 @@ def install_common(
         },
     )
     def prometheus_metrics(request: Request) -> Response:
-        if metrics_access is not None and not metrics_access.allows(
-            request.state.peer, request.headers.get("authorization", "")
-        ):
+        if not monitoring_client(request):
             return _refused(
                 403,
                 "metrics are for monitoring: send the observability.metrics_token as a "

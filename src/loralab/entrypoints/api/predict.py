@@ -1,4 +1,5 @@
-"""Routes of the prediction service: ``GET /health``, ``POST /predict``, ``POST /predict/batch``.
+"""Routes of the prediction service: ``GET /health`` (and ``/health/details`` for monitoring),
+``POST /predict``, ``POST /predict/batch``.
 
 The standalone service (``loralab serve``) mounts them as they are; the platform API mounts the
 same router behind sign-in.
@@ -8,14 +9,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from loralab.entrypoints.api.middleware import monitoring_client
 from loralab.entrypoints.api.schemas import (
     BatchRequest,
     BatchResponse,
     ModelHealth,
     PredictRequest,
     PredictResponse,
+    ServingStatus,
     errors,
 )
+from loralab.errors import PermissionDenied
 from loralab.serving.service import PredictionService
 
 
@@ -25,10 +29,26 @@ def service_of(request: Request) -> PredictionService:
 
 
 def health_router() -> APIRouter:
+    """``/health`` for anyone (up, and whether a model is loaded); ``/health/details`` (which
+    versions, device, mode) for monitoring clients only, like ``/metrics``."""
     router = APIRouter(tags=["prediction"])
 
-    @router.get("/health", summary="Service and model status")
-    def health(request: Request) -> ModelHealth:
+    @router.get("/health", summary="Service status (anyone)")
+    def health(request: Request) -> ServingStatus:
+        found = service_of(request).health()
+        return ServingStatus(status=found["status"], model_loaded=found["model_loaded"])
+
+    @router.get(
+        "/health/details",
+        summary="Model versions, device and mode (monitoring clients, like /metrics)",
+        responses=errors(403),
+    )
+    def health_details(request: Request) -> ModelHealth:
+        if not monitoring_client(request):
+            raise PermissionDenied(
+                "health details are for monitoring: send the observability.metrics_token "
+                "as a bearer token"
+            )
         return ModelHealth.model_validate(service_of(request).health())
 
     return router

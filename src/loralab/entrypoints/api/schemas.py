@@ -452,6 +452,14 @@ class BatchResponse(Public):
     count: int
 
 
+class ServingStatus(Public):
+    """The prediction service, for anyone: up, and whether a default model is loaded (which
+    one, and everything else, is in ``GET /health/details`` for monitoring clients)."""
+
+    status: Literal["ok", "no model loaded"]
+    model_loaded: bool
+
+
 class ModelHealth(Public):
     """The prediction service: the default model it serves and what it has loaded."""
 

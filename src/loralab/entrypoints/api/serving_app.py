@@ -1,7 +1,9 @@
 """The standalone prediction service (``loralab serve`` / ``make serve``).
 
 No sign-in: it binds 127.0.0.1 by default and is meant to sit behind the platform API or a
-gateway. The platform API mounts the same routes behind sign-in.
+gateway. The platform API mounts the same routes behind sign-in. Its anonymous ``/health`` names
+no model; ``/metrics`` and ``/health/details`` want the ``observability.metrics_token`` bearer
+token when one is set, and a loopback peer when not (as on the platform API).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from loralab.entrypoints.api.errors import install_error_handlers
-from loralab.entrypoints.api.middleware import NO_TELEMETRY, install_common
+from loralab.entrypoints.api.middleware import NO_TELEMETRY, MetricsAccess, install_common
 from loralab.entrypoints.api.predict import health_router, predict_router
 from loralab.errors import LoralabError
 from loralab.observability.metrics import Metrics
@@ -86,7 +88,13 @@ def create_serving_app(
         telemetry=NO_TELEMETRY,
     )
     app.state.predictions = service
-    install_common(app, metrics, body_limit(settings))
+    token = settings.observability.metrics_token
+    install_common(
+        app,
+        metrics,
+        body_limit(settings),
+        metrics_access=MetricsAccess(token.get_secret_value() if token else None),
+    )
     install_error_handlers(app)
     app.include_router(health_router())
     app.include_router(predict_router())

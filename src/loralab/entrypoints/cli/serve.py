@@ -56,11 +56,14 @@ def _url(url: str | None) -> str:
     return (url or f"http://{settings.serving.host}:{settings.serving.port}").rstrip("/")
 
 
-def _call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+def _call(
+    method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
     import httpx
 
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        response = httpx.request(method, url, json=body, timeout=60)
+        response = httpx.request(method, url, json=body, headers=headers, timeout=60)
     except httpx.HTTPError as err:
         err_console.print(f"[bold red]error:[/bold red] cannot reach {url}: {err} (make serve?)")
         raise typer.Exit(2) from None
@@ -75,8 +78,11 @@ def _call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
 
 @client_app.command("health")
 def client_health(url: Annotated[str | None, typer.Option(help="Service URL.")] = None) -> None:
-    """Is the service up, which model version is loaded, on which device."""
-    console.print_json(json.dumps(_call("GET", f"{_url(url)}/health")))
+    """Is the service up, which model version is loaded, on which device (``/health/details``,
+    with the observability.metrics_token when one is set)."""
+    secret = load_settings().observability.metrics_token
+    token = secret.get_secret_value() if secret else None
+    console.print_json(json.dumps(_call("GET", f"{_url(url)}/health/details", token=token)))
 
 
 @client_app.command("predict")
