@@ -128,7 +128,7 @@ def curves(api: ApiClient, picked: list[str], details: list[dict[str, Any]]) -> 
     for run, detail in zip(picked, details, strict=True):
         if task := detail.get("task_id"):
             series = api.job_metrics(task).get("series", {})
-            points = series.get("train_loss_avg") or series.get("train_loss") or []
+            points = series.get("train_loss") or series.get("train_loss_avg") or []
             label = f"run {len(found) + 1} ({run.rsplit('-', 1)[-1]})"  # not date-like
             found[label] = pd.Series({p["step"]: p["value"] for p in points})
     if found:
