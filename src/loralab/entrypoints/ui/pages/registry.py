@@ -92,9 +92,9 @@ def render(api: ApiClient) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         ref = st.selectbox("Card", [c["ref"] for c in cards], key="reg_card")
         card_view(next(c for c in cards if c["ref"] == ref))
-        stage_history(api, ref)
         if session.is_admin():
             stage_form(api, ref)
+        stage_history(api, ref)  # after the form: it shows a change just made
     need = st.text_input("Describe what you need", key="reg_need",
                          help="e.g. english sentiment of product reviews")  # fmt: skip
     if need.strip():
