@@ -123,8 +123,9 @@ class JobService:
         state: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        everyone: bool = False,
     ) -> list[JobView]:
-        """The actor's jobs, newest first; admins may name another user."""
+        """The actor's jobs, newest first; admins may name another user or ask for everyone's."""
         if state is not None and state not in states.ALL_STATES:
             raise InvalidInput(
                 f"state: {state!r} is not one of {', '.join(sorted(states.ALL_STATES))}"
@@ -133,13 +134,14 @@ class JobService:
             raise InvalidInput(f"limit: 1 to {MAX_PAGE}; offset: 0 or more")
         if user is not None and user != actor.username and not actor.is_admin:
             raise PermissionDenied("only an admin may list another user's jobs")
+        if everyone and not actor.is_admin:
+            raise PermissionDenied("only an admin may list every user's jobs")
         with self.db.session() as session:
             query = select(Job).join(User, User.id == Job.owner_id)
-            query = (
-                query.where(User.username == user)
-                if user
-                else query.where(Job.owner_id == actor.id)
-            )
+            if user:
+                query = query.where(User.username == user)
+            elif not everyone:
+                query = query.where(Job.owner_id == actor.id)
             if state is not None:
                 query = query.where(Job.state == state)
             query = query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)

@@ -125,8 +125,12 @@ def test_listing_own_jobs_and_admin_listing_others(
     assert len(jobs.list(people["alice"], user="alice", limit=1)) == 1
     assert {j.owner for j in jobs.list(people["root"], user="alice")} == {"alice"}
     assert jobs.list(people["root"]) == []
+    assert {j.owner for j in jobs.list(people["root"], everyone=True)} == {"alice", "bob"}
+    assert len(jobs.list(people["root"], everyone=True)) == 3
     with pytest.raises(PermissionDenied):
         jobs.list(people["bob"], user="alice")
+    with pytest.raises(PermissionDenied):
+        jobs.list(people["bob"], everyone=True)
     with pytest.raises(InvalidInput, match="state"):
         jobs.list(people["alice"], state="sleeping")
 

@@ -130,9 +130,15 @@ class ApiClient:
         return dict(self._call("POST", "/train", json=fields))
 
     def jobs(
-        self, state: str | None = None, user: str | None = None, limit: int = 100
+        self,
+        state: str | None = None,
+        user: str | None = None,
+        limit: int = 100,
+        everyone: bool = False,
     ) -> list[Json]:
-        params = {k: v for k, v in {"state": state, "user": user, "limit": limit}.items() if v}
+        """Jobs, newest first: your own, ``user``'s or (``everyone``) all (admins)."""
+        wanted = {"state": state, "user": user, "limit": limit, "everyone": everyone}
+        params = {k: v for k, v in wanted.items() if v}
         return list(self._call("GET", "/tasks", params=params))
 
     def job(self, task_id: str) -> Json:

@@ -103,8 +103,10 @@ def job_list(api: ApiClient) -> None:
     st.subheader("Jobs")
     left, right = st.columns(2)
     state = left.selectbox("State", ["(any)", *STATES], key="jobs_state")
-    user = right.text_input("User (admins)", key="jobs_user") if session.is_admin() else None
-    jobs = api.jobs(state=None if state == "(any)" else state, user=user or None)
+    admin = session.is_admin()
+    user = right.text_input("User (empty: everyone)", key="jobs_user") if admin else None
+    chosen = None if state == "(any)" else state
+    jobs = api.jobs(state=chosen, user=user or None, everyone=admin and not user)
     if not jobs:
         st.info("no jobs yet: start one on the New job page")
         return
