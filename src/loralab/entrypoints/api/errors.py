@@ -164,7 +164,7 @@ def _declare(operation: dict[str, Any], code: int, model: str) -> None:
 def _answers(operation: dict[str, Any]) -> dict[int, str]:
     """The error codes an operation can answer with whatever it declares itself: sign-in
     (401), a path naming something that may not exist (404), parameters or a body (422), a
-    body over the cap (413), a multipart body that does not parse (400)."""
+    body over the cap (413) or one that does not parse (400)."""
     codes: dict[int, str] = {}
     parameters = operation.get("parameters", [])
     body = operation.get("requestBody", {}).get("content", {})
@@ -174,10 +174,8 @@ def _answers(operation: dict[str, Any]) -> dict[int, str]:
         codes[404] = "ErrorBody"
     if parameters or body:
         codes[422] = "InvalidBody"
-    if body:
-        codes[413] = "ErrorBody"
-    if "multipart/form-data" in body:
-        codes[400] = "ErrorBody"
+    if body:  # over the cap; or not parsing at all (a broken form, JSON nested too deep)
+        codes[413] = codes[400] = "ErrorBody"
     return codes
 
 

@@ -140,7 +140,9 @@ def route_of(request: Request) -> str:
 
 
 async def _refused_body(request: Request, max_body_bytes: int) -> Response | None:
-    """413/400/422 for a body refused before any route sees it; None to go on."""
+    """413/400/422 for a body (or a URL) refused before any route sees it; None to go on."""
+    if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
+        return _refused(422, "the URL holds a NUL character (%00)", "invalid_input")
     length = request.headers.get("content-length")
     if length is not None and not length.isdigit():
         return _refused(400, "Content-Length is not a number", "bad_request")

@@ -59,8 +59,12 @@ class InvalidBody(BaseModel):
     error: str | None = Field(default=None, description="invalid_input for a refused value.")
 
 
+# the furthest a page may start: past it, databases overflow (SQLite: 2**63) long before any
+# list is that long
+MAX_OFFSET = 1_000_000_000
+
 ERROR_TEXT = {
-    400: "The body does not parse (a malformed multipart form)",
+    400: "The body does not parse (a malformed multipart form, JSON nested too deep)",
     401: "Not signed in, or the token is invalid, expired or revoked",
     403: "Signed in, but not allowed (admins only, or a wrong old password)",
     404: "Not found, or not yours (the answer is the same)",

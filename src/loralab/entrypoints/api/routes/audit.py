@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Query, Request
 
 from loralab.entrypoints.api.deps import Admin, services
-from loralab.entrypoints.api.schemas import AuditPage, AuditRecordPublic, errors
+from loralab.entrypoints.api.schemas import MAX_OFFSET, AuditPage, AuditRecordPublic, errors
 
 router = APIRouter(tags=["audit"])
 
@@ -22,7 +22,7 @@ def audit_logs(
     action: str | None = Query(default=None, description="Only this action, e.g. login."),
     since: datetime | None = Query(default=None, description="ISO time, inclusive."),
     until: datetime | None = Query(default=None, description="ISO time, exclusive."),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
     records, total = services(request).audit.query(

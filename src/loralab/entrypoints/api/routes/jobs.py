@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from loralab.entrypoints.api.deps import Context, CurrentUser, OwnedTask, limited, services
-from loralab.entrypoints.api.schemas import JobList, JobPublic, errors
+from loralab.entrypoints.api.schemas import MAX_OFFSET, JobList, JobPublic, errors
 from loralab.jobs.requests import TrainRequest
 
 router = APIRouter(tags=["jobs"])
@@ -54,9 +54,12 @@ def list_tasks(
     request: Request,
     actor: CurrentUser,
     user: str | None = Query(default=None, description="Admins: this user's jobs."),
+    everyone: bool = Query(default=False, description="Admins: every user's jobs."),
     state: str | None = Query(default=None, description="Only jobs in this state."),
     limit: int = Query(default=50, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> JobList:
-    found = services(request).jobs.list(actor, user=user, state=state, limit=limit, offset=offset)
+    found = services(request).jobs.list(
+        actor, user=user, state=state, limit=limit, offset=offset, everyone=everyone
+    )
     return JobList.model_validate(found, from_attributes=True)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from loralab.datasets.access import DatasetAccess
 from loralab.entrypoints.api.deps import Admin, Context, CurrentUser, services
 from loralab.entrypoints.api.schemas import (
+    MAX_OFFSET,
     CardPublic,
     Recommendation,
     RecommendRequest,
@@ -49,7 +50,7 @@ def search(
     sort: str = "created_at",
     descending: bool = True,
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> SearchPage:
     query = SearchQuery(
         name=name,
