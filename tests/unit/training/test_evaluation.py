@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loralab.training.evaluation import classification_report, plot_confusion_matrix, summary_metrics
+from loralab.training.evaluation import (
+    classification_report,
+    plot_confusion_matrix,
+    summary_metrics,
+)
 
 LABELS = ["neg", "neu", "pos"]
 # true:  neg neg neu neu pos pos
