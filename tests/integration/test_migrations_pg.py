@@ -8,13 +8,13 @@ import sys
 import pytest
 from tests.unit.infra.test_migrate import schema_diffs
 
-from loralab.infra.migrate import current_revision
+from loralab.infra.migrate import current_revision, head_revision
 
 pytestmark = [pytest.mark.integration]
 
 
 def test_migrated_postgres_matches_models(pg_db_url: str) -> None:
-    assert current_revision(pg_db_url) == "0003"
+    assert current_revision(pg_db_url) == head_revision()
     assert schema_diffs(pg_db_url) == []
 
 
@@ -32,5 +32,5 @@ def test_concurrent_upgrades_of_an_empty_database_both_succeed(pg_empty_db_url: 
         (proc.wait(timeout=120), proc.stderr.read() if proc.stderr else b"") for proc in procs
     ]
     assert [rc for rc, _ in results] == [0, 0, 0], results
-    assert current_revision(pg_empty_db_url) == "0003"
+    assert current_revision(pg_empty_db_url) == head_revision()
     assert schema_diffs(pg_empty_db_url) == []

@@ -22,7 +22,7 @@ from sqlalchemy import func, or_, select, update
 from loralab.errors import LoralabError
 from loralab.infra.db import Database, Job, User, utcnow
 from loralab.jobs import states
-from loralab.observability.logs import bind_job
+from loralab.observability.logs import job_context
 from loralab.observability.reasons import WORKER_LOST, failure_reason
 from loralab.settings import QueueSettings, Settings
 from loralab.training.checkpoints import last_complete
@@ -221,11 +221,12 @@ def execute_job(db: Database, settings: Settings, job_id: str, worker: str) -> N
         log.info("job %s: not claimed by %s (finished or leased elsewhere)", job_id, worker)
         close_finished_run(db, settings, job_id)  # e.g. cancelled while a dead worker's run hung
         return
-    bind_job(job_id, claim.attempts)  # log lines of this delivery name the job and attempt
-    try:
-        _deliver(db, settings, claim)
-    finally:
-        close_finished_run(db, settings, job_id)
+    # log lines of this delivery name the job and attempt; the caller's context comes back after
+    with job_context(job_id, claim.attempts):
+        try:
+            _deliver(db, settings, claim)
+        finally:
+            close_finished_run(db, settings, job_id)
 
 
 def _deliver(db: Database, settings: Settings, claim: Claim) -> None:

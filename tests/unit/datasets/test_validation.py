@@ -217,7 +217,7 @@ def test_leakage_between_train_and_validation(tmp_path: Path) -> None:
     val = write(tmp_path, "val.csv", csv_text([("unseen text", "pos"), ("bad film 1", "neg")]))
     report = validate_files(train, val)
     issue = only(report, "leakage")
-    assert issue.file == str(val) and issue.row == 2 and "train row 2" in issue.message
+    assert issue.file == val.name and issue.row == 2 and "train row 2" in issue.message
     assert len(report.files) == 2
 
 

@@ -27,14 +27,14 @@ def test_fresh_sqlite_upgrades_to_head_and_matches_models(tmp_path: Path) -> Non
     url = f"sqlite:///{tmp_path / 'new' / 'folder' / 'loralab.db'}"
     assert current_revision(url) is None
     upgrade_database(url)
-    assert current_revision(url) == head_revision() == "0003"
+    assert current_revision(url) == head_revision() == "0004"
     assert schema_diffs(url) == []
 
 
 def test_upgrade_is_idempotent(sqlite_db_url: str) -> None:
     upgrade_database(sqlite_db_url)
     upgrade_database(sqlite_db_url)
-    assert current_revision(sqlite_db_url) == "0003"
+    assert current_revision(sqlite_db_url) == head_revision()
 
 
 def test_a_diff_is_reported_when_the_schema_drifts(sqlite_db_url: str) -> None:
@@ -49,7 +49,7 @@ def test_a_diff_is_reported_when_the_schema_drifts(sqlite_db_url: str) -> None:
 def test_percent_in_path_survives_alembic_config(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'odd%20name.db'}"
     upgrade_database(url)  # unescaped, alembic's config parser would refuse the %
-    assert current_revision(url) == "0003"
+    assert current_revision(url) == head_revision()
     assert len(list(tmp_path.glob("odd*.db"))) == 1
 
 
@@ -65,4 +65,4 @@ def test_processes_upgrading_a_fresh_sqlite_file_at_once_all_succeed(tmp_path: P
     ]
     errors = [p.communicate(timeout=120)[1].decode()[-400:] for p in starts]
     assert [p.returncode for p in starts] == [0, 0, 0, 0], errors
-    assert current_revision(url) == "0003" and schema_diffs(url) == []
+    assert current_revision(url) == head_revision() and schema_diffs(url) == []
