@@ -11,6 +11,7 @@ Labels: ``queue`` (cpu / cuda / mps; other values are dropped) and ``reason`` (a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -182,25 +183,44 @@ def duration_family(rows: Any) -> HistogramMetricFamily:
 
 class AuditEventsCollector(Collector):
     """``loralab_audit_events_total{action, outcome}`` from the audit log: sign-ins allowed and
-    denied, registry transitions, uploads... counted where they are recorded."""
+    denied, registry transitions, uploads... counted where they are recorded.
+
+    The log only grows, and its ids commit in order (entries are appended one by one under the
+    audit write lock), so a scrape counts only the entries after the last id it saw and adds them
+    to the running totals: one range query on the primary key, not a scan of the whole log.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._counts: dict[tuple[str, str], int] = {}
+        self._seen = 0  # the highest audit id counted
+        self._lock = threading.Lock()  # scrapes may run on concurrent threads
 
     def describe(self) -> list[CounterMetricFamily]:
         return [_audit_events_family()]
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        with self.db.session() as session:
-            rows = session.execute(
-                select(AuditRecord.action, AuditRecord.outcome, func.count())
-                .group_by(AuditRecord.action, AuditRecord.outcome)
-                .order_by(AuditRecord.action)
-                .limit(MAX_AUDIT_ACTIONS * 3)
-            ).all()
+        with self._lock:
+            with self.db.session() as session:
+                rows = session.execute(
+                    select(
+                        AuditRecord.action,
+                        AuditRecord.outcome,
+                        func.count(),
+                        func.max(AuditRecord.id),
+                    )
+                    .where(AuditRecord.id > self._seen)
+                    .group_by(AuditRecord.action, AuditRecord.outcome)
+                ).all()
+            for action, outcome, count, last in rows:
+                key = (str(action)[:64], str(outcome)[:16])
+                if key in self._counts or len(self._counts) < MAX_AUDIT_ACTIONS * 3:
+                    self._counts[key] = self._counts.get(key, 0) + count
+                self._seen = max(self._seen, int(last))
+            totals = sorted(self._counts.items())
         family = _audit_events_family()
-        for action, outcome, count in rows:
-            family.add_metric([str(action)[:64], str(outcome)[:16]], count)
+        for labels, count in totals:
+            family.add_metric(list(labels), count)
         yield family
 
 

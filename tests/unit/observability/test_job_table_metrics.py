@@ -135,6 +135,12 @@ def test_audit_events_are_counted_per_action_and_outcome(db: Database) -> None:
     assert (
         get("loralab_audit_events_total", {"action": "model.transition", "outcome": "allowed"}) == 1
     )
+    with db.session() as session:  # later entries are added to the totals on the next scrape
+        session.add(AuditRecord(id=5, action="login", outcome="denied", prev_hash="p", hash="h5"))
+        session.add(AuditRecord(id=6, action="upload", outcome="failed", prev_hash="p", hash="h6"))
+    assert get("loralab_audit_events_total", {"action": "login", "outcome": "denied"}) == 3
+    assert get("loralab_audit_events_total", {"action": "login", "outcome": "allowed"}) == 1
+    assert get("loralab_audit_events_total", {"action": "upload", "outcome": "failed"}) == 1
 
 
 def test_audit_chain_is_verified_at_most_once_per_interval() -> None:
