@@ -237,6 +237,19 @@ def validate_dataset(
     """Validate a file or registered dataset (and a validation file): the full report."""
     spec = spec or DataSpec()
     train_path, val_path, spec, _ = _resolve_pair(settings, source, validation_file, spec)
+    return _validate_pair(settings, train_path, val_path, spec, measure_tokens=measure_tokens)
+
+
+def _validate_pair(
+    settings: Settings,
+    train_path: Path,
+    val_path: Path | None,
+    spec: DataSpec,
+    *,
+    measure_tokens: bool = True,
+) -> ValidationReport:
+    """The full report on resolved files, under the settings' limits (tokens measured unless
+    told not to)."""
     counter, unknowns = _counter_or_note(spec.base_model) if measure_tokens else (None, None)
     return validate_files(
         train_path,
@@ -410,16 +423,7 @@ def resolve_training_data(settings: Settings, config: TrainConfig) -> TrainingDa
                 "label_column": spec.label_column,
             }
         )
-    counter, unknowns = _counter_or_note(spec.base_model)
-    report = validate_files(
-        train_path,
-        val_path,
-        spec.options(),
-        limits_for(settings),
-        counter,
-        spec.base_model,
-        unknowns,
-    )
+    report = _validate_pair(settings, train_path, val_path, spec)
     if not report.ok:
         raise DatasetInvalid(f"the training data has errors: {report.summary()}", report)
     for issue in report.warnings[:5]:
