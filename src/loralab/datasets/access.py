@@ -59,11 +59,17 @@ class DatasetAccess:
             )
             return Ownership({version: owner for version, owner in rows})
 
+    def _recorded(self, name: str) -> list[DatasetVersion]:
+        """Every version of ``name`` in the store; none for a name that is not valid."""
+        try:
+            return self._store.read_versions(name)
+        except LoralabError:
+            return []
+
     def versions(self, name: str) -> list[DatasetVersion]:
         """The versions of ``name`` the actor may use, oldest first."""
-        try:
-            found = self._store.read_versions(name)
-        except LoralabError:
+        found = self._recorded(name)
+        if not found:
             return []
         owners = self.ownership(name)
         return [v for v in found if may_use(self.actor, owners.of(v.version))]
@@ -95,10 +101,7 @@ class DatasetAccess:
 
     def name_owner(self, name: str) -> tuple[bool, int | None]:
         """(exists, owner id) of a dataset name: the owner of its first version."""
-        try:
-            found = self._store.read_versions(name)
-        except LoralabError:
-            found = []
+        found = self._recorded(name)
         if not found:
             return False, None
         return True, self.ownership(name).of(found[0].version)
@@ -116,12 +119,12 @@ class DatasetAccess:
     def sees_card_data(self, name: str, version: str | None) -> bool:
         """May the actor see that a model was trained on ``name`` (``version``)? Names that
         are not registered datasets (a file an operator trained on) are not private."""
-        exists, owner = self.name_owner(name)
-        if not exists:
+        found = self._recorded(name)
+        if not found:
             return True
-        if version is None:
-            return may_use(self.actor, owner)
-        return may_use(self.actor, self.ownership(name).of(version))
+        # no version: the name's rule, its first version's owner; one ownership query either way
+        asked = found[0].version if version is None else version
+        return may_use(self.actor, self.ownership(name).of(asked))
 
     def owner_names(self) -> dict[tuple[str, str], str]:
         """Username of the owner of every uploaded version."""
