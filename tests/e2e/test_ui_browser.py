@@ -15,34 +15,26 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from tests.integration.services import (
     BIN,
     RedisServer,
     free_port,
     kill_group,
-    platform_env,
+    platform_settings,
+    serve_in_process,
+    settings_env,
     start_worker,
     wait_for,
     wait_for_heartbeat,
 )
 
 from loralab.entrypoints.api.app import create_app
-from loralab.settings import (
-    AuthSettings,
-    DbSettings,
-    QueueSettings,
-    RegistrySettings,
-    Settings,
-    StorageSettings,
-)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -92,44 +84,26 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[
     tmp = tmp_path_factory.mktemp("ui-browser")
     redis = RedisServer(tmp / "redis")
     redis.start()
-    results, cards = tmp / "results", tmp / "cards"
-    settings = Settings(
-        storage=StorageSettings(results_dir=results, models_dir=tiny_bert.parent),
-        registry=RegistrySettings(card_dir=cards),
-        queue=QueueSettings(broker_url=redis.url),
-        db=DbSettings(url=f"sqlite:///{tmp / 'platform.db'}"),
-        auth=AuthSettings(secret_key=SECRET),  # type: ignore[arg-type]
-    )
+    settings = platform_settings(tmp, broker_url=redis.url, models=tiny_bert.parent, secret=SECRET)
     app = create_app(settings)
     for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
         app.state.services.users.create_user(name, PASSWORD, role)
-    env = platform_env(
-        broker_url=redis.url,
-        db_url=settings.db_url,
-        results=results,
-        models=tiny_bert.parent,
-        cards=cards,
-        LORALAB_AUTH__SECRET_KEY=SECRET,
-    )
+    env = settings_env(settings)
     worker = start_worker(env, tmp, tmp / "worker.log")
-    wait_for_heartbeat(env)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    api = f"http://127.0.0.1:{port}"
-    ui_port = free_port()
-    ui = start_ui(api, ui_port, tmp / "ui.log", env)
     shots = tmp / "screenshots"
     shots.mkdir()
     try:
-        wait_for(lambda: server.started, 30, "the API to start")
-        wait_for(lambda: ui_answers(f"http://127.0.0.1:{ui_port}"), 60, "the UI to start", 0.5)
-        yield Live(api, f"http://127.0.0.1:{ui_port}", tmp, shots)
+        wait_for_heartbeat(env)
+        with serve_in_process(app) as api:
+            ui_port = free_port()
+            ui = start_ui(api, ui_port, tmp / "ui.log", env)
+            try:
+                ui_url = f"http://127.0.0.1:{ui_port}"
+                wait_for(lambda: ui_answers(ui_url), 60, "the UI to start", 0.5)
+                yield Live(api, ui_url, tmp, shots)
+            finally:
+                kill_group(ui)
     finally:
-        kill_group(ui)
-        server.should_exit = True
-        thread.join(10)
         kill_group(worker)
         redis.kill()
         if target := os.environ.get("LORALAB_UI_SCREENSHOTS"):

@@ -12,10 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loralab.settings import Settings
 
 BIN = Path(sys.executable).parent
 CELERY = str(BIN / "celery")
@@ -94,6 +98,55 @@ def platform_env(
         "TRANSFORMERS_OFFLINE": "1",
         **extra,
     }
+
+
+def platform_settings(
+    tmp: Path, *, broker_url: str, models: Path, secret: str, db_url: str | None = None
+) -> Settings:
+    """The settings of a stack under ``tmp``: results, cards and (by default) a SQLite file
+    there, the given broker, models folder and signing secret."""
+    from loralab.settings import Settings
+
+    return Settings.model_validate(
+        {
+            "storage": {"results_dir": tmp / "results", "models_dir": models},
+            "registry": {"card_dir": tmp / "cards"},
+            "queue": {"broker_url": broker_url},
+            "db": {"url": db_url or f"sqlite:///{tmp / 'platform.db'}"},
+            "auth": {"secret_key": secret},
+        }
+    )
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """:func:`platform_env` of ``settings`` (broker, database, folders, signing secret)."""
+    assert settings.storage.models_dir is not None, "a stack's settings name a models folder"
+    return platform_env(
+        broker_url=settings.queue.broker_url,
+        db_url=settings.db_url,
+        results=settings.storage.results_dir,
+        models=settings.storage.models_dir,
+        cards=settings.registry_card_dir,
+        LORALAB_AUTH__SECRET_KEY=settings.auth.secret_key.get_secret_value(),
+        **extra,
+    )
+
+
+@contextlib.contextmanager
+def serve_in_process(app: Any) -> Iterator[str]:
+    """``app`` under uvicorn in a daemon thread on a free port, for the ``with`` block (URL)."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 30, "the API to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def start_worker(

@@ -9,7 +9,6 @@ it; and the audit chain still verifies from the CLI.
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,27 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from tests.integration.services import (
     BIN,
     RedisServer,
-    free_port,
     kill_group,
-    platform_env,
+    platform_settings,
+    serve_in_process,
+    settings_env,
     start_worker,
-    wait_for,
     wait_for_heartbeat,
 )
 
 from loralab.entrypoints.api.app import create_app
-from loralab.settings import (
-    AuthSettings,
-    DbSettings,
-    QueueSettings,
-    RegistrySettings,
-    Settings,
-    StorageSettings,
-)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,38 +52,18 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[
     tmp = tmp_path_factory.mktemp("api-worker")
     redis = RedisServer(tmp / "redis")
     redis.start()
-    results, cards = tmp / "results", tmp / "cards"
-    settings = Settings(
-        storage=StorageSettings(results_dir=results, models_dir=tiny_bert.parent),
-        registry=RegistrySettings(card_dir=cards),
-        queue=QueueSettings(broker_url=redis.url),
-        db=DbSettings(url=f"sqlite:///{tmp / 'platform.db'}"),
-        auth=AuthSettings(secret_key=SECRET),  # type: ignore[arg-type]
-    )
+    settings = platform_settings(tmp, broker_url=redis.url, models=tiny_bert.parent, secret=SECRET)
     app = create_app(settings)  # migrates the database
     users = app.state.services.users
     for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
         users.create_user(name, PASSWORD, role)
-    env = platform_env(
-        broker_url=redis.url,
-        db_url=settings.db_url,
-        results=results,
-        models=tiny_bert.parent,
-        cards=cards,
-        LORALAB_AUTH__SECRET_KEY=SECRET,
-    )
+    env = settings_env(settings)
     worker = start_worker(env, tmp, tmp / "worker.log")
-    wait_for_heartbeat(env)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: server.started, 30, "the API to start")
-        yield Live(f"http://127.0.0.1:{port}", tmp, env)
+        wait_for_heartbeat(env)
+        with serve_in_process(app) as url:
+            yield Live(url, tmp, env)
     finally:
-        server.should_exit = True
-        thread.join(10)
         kill_group(worker)
         redis.kill()
 

@@ -13,7 +13,6 @@ import json
 import logging
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from tests.conftest import build_tiny_bert, make_rows
 from tests.helpers.monitoring import (
@@ -37,7 +35,9 @@ from tests.integration.services import (
     RedisServer,
     free_port,
     kill_group,
-    platform_env,
+    platform_settings,
+    serve_in_process,
+    settings_env,
     start_worker,
     wait_for,
     wait_for_heartbeat,
@@ -45,7 +45,7 @@ from tests.integration.services import (
 
 from loralab.entrypoints.api.app import create_app
 from loralab.observability.logs import configure_logging
-from loralab.settings import LogSettings, Settings
+from loralab.settings import LogSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -76,25 +76,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     build_tiny_bert(models / "nan-bert", nan_weights=True)
     redis = RedisServer(tmp / "redis")
     redis.start()
-    settings = Settings.model_validate(
-        dict(
-            storage={"results_dir": tmp / "results", "models_dir": models},
-            registry={"card_dir": tmp / "cards"},
-            queue={"broker_url": redis.url},
-            db={"url": f"sqlite:///{tmp / 'platform.db'}"},
-            auth={"secret_key": SECRET},
-        )
-    )
+    settings = platform_settings(tmp, broker_url=redis.url, models=models, secret=SECRET)
     app = create_app(settings)
     app.state.services.users.create_user("alice", PASSWORD, "user")
     worker_port = free_port()
-    env = platform_env(
-        broker_url=redis.url,
-        db_url=settings.db_url,
-        results=tmp / "results",
-        models=models,
-        cards=tmp / "cards",
-        LORALAB_AUTH__SECRET_KEY=SECRET,
+    env = settings_env(
+        settings,
         LORALAB_OBSERVABILITY__WORKER_METRICS_PORT=str(worker_port),
         LORALAB_LOG__FORMAT="json",
     )
@@ -103,17 +90,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         settings.model_copy(update={"log": LogSettings(format="json")}), "api", api_log
     )
     worker = start_worker(env, tmp, tmp / "worker.log")
-    wait_for_heartbeat(env)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: server.started, 30, "the API to start")
-        yield Stack(tmp, env, f"http://127.0.0.1:{port}", worker_port, worker)
+        wait_for_heartbeat(env)
+        with serve_in_process(app) as url:
+            yield Stack(tmp, env, url, worker_port, worker)
     finally:
-        server.should_exit = True
-        thread.join(10)
         kill_group(worker)
         redis.kill()
         logging.getLogger().removeHandler(handler)
