@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from loralab.infra.db import Database, Job, utcnow
 from loralab.infra.queue import JobQueue, TrackedQueue
 from loralab.jobs import states
+from loralab.jobs.workers import every
 from loralab.settings import Settings
 
 log = logging.getLogger("loralab.jobs")
@@ -90,18 +91,12 @@ def sweep_interval(settings: Settings) -> float:
 def start_recovery(
     db: Database, settings: Settings, queue: JobQueue, stop: threading.Event
 ) -> threading.Thread:
-    """Run :func:`requeue_stale` now and then every :func:`sweep_interval` until ``stop``."""
-
-    def loop() -> None:
-        interval = sweep_interval(settings)
-        while True:
-            try:
-                requeue_stale(db, settings, queue)
-            except Exception as err:  # noqa: BLE001 - DB or broker down: try again next sweep
-                log.warning("stale-job sweep failed: %s", err)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=loop, name="loralab-recovery", daemon=True)
-    thread.start()
-    return thread
+    """Run :func:`requeue_stale` now and then every :func:`sweep_interval` until ``stop``
+    (the database or the broker down: the next sweep tries again)."""
+    return every(
+        sweep_interval(settings),
+        lambda: requeue_stale(db, settings, queue),
+        stop,
+        name="loralab-recovery",
+        failure="stale-job sweep failed",
+    )

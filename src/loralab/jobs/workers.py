@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from loralab.settings import Settings
@@ -77,28 +77,51 @@ class RedisWorkers:
             return None
 
 
+def every(
+    interval: float,
+    action: Callable[[], object],
+    stop: threading.Event,
+    *,
+    name: str,
+    failure: str,
+    logger: logging.Logger = log,
+) -> threading.Thread:
+    """Run ``action`` now and then every ``interval`` seconds on a daemon thread until ``stop``
+    is set. A failure is logged (``failure: error``) and the next turn tries again."""
+
+    def loop() -> None:
+        while True:
+            try:
+                action()
+            except Exception as err:  # noqa: BLE001 - a hiccup (database, broker): next turn
+                logger.warning("%s: %s", failure, err)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 class Heartbeat:
     """Announce a worker now and every ``ttl / 3`` seconds on a thread until :meth:`stop`."""
 
     def __init__(self, workers: RedisWorkers, name: str, queues: Iterable[str]) -> None:
         self.workers, self.name, self.queues = workers, name, sorted(set(queues))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="loralab-announce", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> Heartbeat:
-        self._thread.start()
+        self._thread = every(
+            max(0.2, self.workers.ttl / 3),
+            lambda: self.workers.announce(self.name, self.queues),
+            self._stop,
+            name="loralab-announce",
+            failure="worker heartbeat failed",  # a Redis hiccup: try again next beat
+        )
         return self
-
-    def _beat(self) -> None:
-        interval = max(0.2, self.workers.ttl / 3)
-        while True:
-            try:
-                self.workers.announce(self.name, self.queues)
-            except Exception as err:  # noqa: BLE001 - Redis hiccup: try again next beat
-                log.warning("worker heartbeat failed: %s", err)
-            if self._stop.wait(interval):
-                return
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)

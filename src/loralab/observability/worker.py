@@ -28,6 +28,7 @@ from sqlalchemy import select, text
 
 from loralab.infra.db import Database, Job
 from loralab.infra.queue import QUEUES
+from loralab.jobs.workers import every
 from loralab.observability.jobs_table import RUNNING_STATES
 from loralab.observability.metrics import process_registry
 from loralab.settings import Settings
@@ -110,22 +111,22 @@ def worker_registry(db: Database, hostname: str) -> tuple[CollectorRegistry, Gau
 
 
 def beat(db: Database, heartbeat: Gauge, stop: threading.Event) -> threading.Thread:
-    """Set ``heartbeat`` to now after each successful ``SELECT 1``, every HEARTBEAT_SECONDS."""
+    """Set ``heartbeat`` to now after each successful ``SELECT 1``, every HEARTBEAT_SECONDS
+    (the database unreachable: the gauge goes stale, and that is the signal)."""
 
-    def loop() -> None:
-        while True:
-            try:
-                with db.session() as session:
-                    session.execute(text("SELECT 1"))
-                heartbeat.set_to_current_time()
-            except Exception as err:  # noqa: BLE001 - the gauge goes stale: that is the signal
-                log.warning("worker heartbeat: database unreachable: %s", err)
-            if stop.wait(HEARTBEAT_SECONDS):
-                return
+    def reach() -> None:
+        with db.session() as session:
+            session.execute(text("SELECT 1"))
+        heartbeat.set_to_current_time()
 
-    thread = threading.Thread(target=loop, name="loralab-metrics-heartbeat", daemon=True)
-    thread.start()
-    return thread
+    return every(
+        HEARTBEAT_SECONDS,
+        reach,
+        stop,
+        name="loralab-metrics-heartbeat",
+        failure="worker heartbeat: database unreachable",
+        logger=log,
+    )
 
 
 def serve_worker_metrics(settings: Settings, hostname: str, stop: threading.Event) -> int | None:

@@ -4,6 +4,7 @@ naming the queue, or (``queue.refuse_unserved`` off) accepted with a warning in 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from loralab.errors import Conflict
 from loralab.infra.db import Database
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
-from loralab.jobs.workers import PREFIX, Heartbeat, RedisWorkers
+from loralab.jobs.workers import PREFIX, Heartbeat, RedisWorkers, every
 from loralab.settings import Settings
 
 URL = "redis://127.0.0.1:6379/13"
@@ -107,3 +108,20 @@ def test_with_refusal_off_the_job_is_accepted_and_its_view_says_why_it_waits(
     assert any("no worker serves the cuda queue" in w for w in view.warnings)
     again = service(db, lenient, workers).get(people["alice"], view.task_id)
     assert any("no worker serves the cuda queue" in w for w in again.warnings)
+
+
+def test_every_retries_after_a_failure_and_ends_when_stopped() -> None:
+    calls: list[int] = []
+    stop = threading.Event()
+
+    def action() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("database gone")  # logged; the next turn runs anyway
+        if len(calls) == 3:
+            stop.set()
+
+    thread = every(0.01, action, stop, name="test-every", failure="test")
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert len(calls) == 3
