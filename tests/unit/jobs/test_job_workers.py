@@ -85,8 +85,9 @@ def test_a_job_for_a_queue_no_live_worker_serves_is_refused_naming_the_queue(
 ) -> None:
     settings, ref = submit
     me = name()
-    workers.announce(me, ["cpu"])
-    jobs = service(db, settings, workers)
+    lasting = RedisWorkers(URL, ttl_seconds=60)  # outlives a slow submit on a busy machine
+    lasting.announce(me, ["cpu"])
+    jobs = service(db, settings, lasting)
     try:
         with pytest.raises(Conflict, match="no worker serves the cuda queue"):
             jobs.submit(people["alice"], request(ref, "cuda"), Ctx())
