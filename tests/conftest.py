@@ -28,27 +28,38 @@ def _offline(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.undo()
 
 
-def write_vocab(path: Path) -> None:
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    path.write_text("\n".join(specials + POSITIVE + NEGATIVE + FILLER) + "\n", encoding="utf-8")
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def build_tiny_bert(directory: Path, nan_weights: bool = False) -> Path:
-    """A 2-layer, 32-wide BERT with a 27-word vocabulary, saved as safetensors + tokenizer."""
+def write_vocab(path: Path, words: list[str] | None = None) -> list[str]:
+    """The special tokens and ``words`` (the sentiment words by default), one a line; returns
+    the vocabulary in id order."""
+    vocab = SPECIALS + (words if words is not None else POSITIVE + NEGATIVE + FILLER)
+    path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return vocab
+
+
+def build_tiny_bert(
+    directory: Path,
+    nan_weights: bool = False,
+    words: list[str] | None = None,
+    max_positions: int = 64,
+) -> Path:
+    """A 2-layer, 32-wide BERT saved as safetensors + tokenizer; its vocabulary is the special
+    tokens and ``words`` (by default the 22 sentiment words: 27 tokens)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
-    write_vocab(directory / "vocab.txt")
-    words = (directory / "vocab.txt").read_text().split()
-    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+    vocab = write_vocab(directory / "vocab.txt", words)
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     config = BertConfig(
-        vocab_size=len(words),
+        vocab_size=len(vocab),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        max_position_embeddings=max_positions,
     )
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)

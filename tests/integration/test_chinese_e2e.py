@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import build_tiny_bert
 
 from loralab.entrypoints.api.serving_app import create_serving_app
 from loralab.experiments import service as experiments
@@ -26,7 +27,6 @@ from loralab.training.runs import RunPaths, read_state
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "sentiment_zh.csv"
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TEXTS = ["这部电影太精彩了，强烈推荐", "质量太差了，用了两天就坏了", "服务很好，下次还来"]
 
 LOCAL = ("127.0.0.1", 50000)  # a loopback peer: /health/details and /metrics answer it
@@ -38,29 +38,9 @@ def sample_texts() -> list[str]:
 
 
 def build_tiny_chinese_bert(directory: Path) -> Path:
-    """A 2-layer, 32-wide BERT whose vocabulary is the sample's characters (one token each)."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    directory.mkdir(parents=True, exist_ok=True)
+    """The tiny BERT, its vocabulary the sample's characters (one token each)."""
     chars = sorted({c for text in sample_texts() + TEXTS for c in text if not c.isspace()})
-    words = SPECIALS + chars
-    (directory / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(
-        vocab={w: i for i, w in enumerate(words)}, do_lower_case=True, tokenize_chinese_chars=True
-    )
-    config = BertConfig(
-        vocab_size=len(words),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return build_tiny_bert(directory, words=chars, max_positions=128)
 
 
 def _settings(tmp: Path) -> Settings:
