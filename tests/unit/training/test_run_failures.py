@@ -19,6 +19,7 @@ from loralab.training import checkpoints as ckpt
 from loralab.training import runs as runs_module
 from loralab.training.config import TrainConfig
 from loralab.training.errors import DiskFull, OutOfMemory, TrainingFailed
+from loralab.training.interfaces import NullLogger
 from loralab.training.loop import resume_training, run_training
 from loralab.training.prepare import prepare_training
 from loralab.training.runs import RunPaths, list_runs, read_state
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.slow
 STEPS = 32  # 128 train rows / batch 8 = 16 steps per epoch, 2 epochs
 
 
-class RecordingLogger:
+class RecordingLogger(NullLogger):
     """A MetricLogger that remembers how each tracker run ended."""
 
     def __init__(self) -> None:
@@ -36,18 +37,6 @@ class RecordingLogger:
 
     def start_run(self, experiment: str, run_name: str, existing: str | None) -> str:
         return existing or f"tracker-{run_name}"
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        pass
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        pass
-
-    def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        pass
 
     def end_run(self, status: str) -> None:
         self.ended.append(status)
