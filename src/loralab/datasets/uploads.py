@@ -78,6 +78,17 @@ def _sweep_once(folder: Path) -> None:
         sweep_temporaries(folder)
 
 
+@contextlib.contextmanager
+def _name_locked(
+    settings: Settings, db: Database, actor: Actor, name: str
+) -> Iterator[DatasetAccess]:
+    """The dataset rule for ``actor``, under the per-name lock that every path adding a version
+    of ``name`` holds until its ownership is recorded (the name checked before any file)."""
+    check_name(name)
+    with file_lock(settings.dataset_store_dir / ".locks" / f"{name}.lock"):
+        yield DatasetAccess(settings, db, actor)
+
+
 def upload_dataset(
     settings: Settings,
     db: Database,
@@ -96,9 +107,7 @@ def upload_dataset(
     admin), checked before anything is stored and held under a per-name lock until the
     ownership is recorded, so two users cannot both claim a new name.
     """
-    check_name(name)
-    access = DatasetAccess(settings, db, actor)
-    with file_lock(settings.dataset_store_dir / ".locks" / f"{name}.lock"):
+    with _name_locked(settings, db, actor, name) as access:
         try:
             owner = access.check_add(name)
         except Conflict as err:
@@ -133,9 +142,7 @@ def register_as_operator(
     shared with everyone, and that user's ``NAME@latest`` is still theirs); a new name or a
     shared one stays shared.
     """
-    check_name(name)
-    access = DatasetAccess(settings, db, operator_actor(user))
-    with file_lock(settings.dataset_store_dir / ".locks" / f"{name}.lock"):
+    with _name_locked(settings, db, operator_actor(user), name) as access:
         _, owner = access.name_owner(name)
         registration = datasets.register_dataset(settings, name, file, user=user, spec=spec)
         with db.session() as session:
