@@ -281,11 +281,8 @@ def list_visible(settings: Settings, db: Database, actor: Actor) -> list[Visible
     """The newest version of each dataset that the actor may see and train on (what
     ``NAME@latest`` means for them), with its owner."""
     access = DatasetAccess(settings, db, actor)
-    newest = []
-    for name in datasets.store_for(settings).names():
-        newest += access.versions(name)[-1:]
     owners = access.owner_names()
-    return [_visible_view(v, owners) for v in newest]
+    return [_visible_view(v, owners) for v in access.newest_of_each()]
 
 
 def show_visible(settings: Settings, db: Database, actor: Actor, ref: str) -> VisibleDataset:
