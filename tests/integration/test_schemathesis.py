@@ -11,7 +11,6 @@ budget for the whole sweep.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,12 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from tests.api.conftest import FakeQueue
-from tests.integration.services import free_port, wait_for
+from tests.integration.services import serve_in_process
 
 from loralab.bootstrap import build_services
 from loralab.entrypoints.api.app import create_app
@@ -109,17 +107,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[
     app = create_app(settings, found)
     for name, role in (("root", "admin"), ("alice", "user")):
         found.users.create_user(name, PASSWORD, role)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, 30, "the API to start")
-        url = f"http://127.0.0.1:{port}"
+    with serve_in_process(app) as url:
         yield Live(url, _sign_in(url, "root"), _sign_in(url, "alice"))
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _sign_in(url: str, name: str) -> dict[str, str]:
