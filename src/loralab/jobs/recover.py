@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from loralab.infra.db import Database, Job, utcnow
 from loralab.infra.queue import JobQueue, TrackedQueue
+from loralab.infra.threads import every
 from loralab.jobs import states
-from loralab.jobs.workers import every
 from loralab.settings import Settings
 
 log = logging.getLogger("loralab.jobs")

@@ -13,9 +13,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
+from loralab.infra.threads import every
 from loralab.settings import Settings
 
 log = logging.getLogger("loralab.jobs")
@@ -75,32 +76,6 @@ class RedisWorkers:
         except Exception as err:  # noqa: BLE001 - Redis down: unknown, the broker path decides
             log.warning("cannot read worker heartbeats: %s", err)
             return None
-
-
-def every(
-    interval: float,
-    action: Callable[[], object],
-    stop: threading.Event,
-    *,
-    name: str,
-    failure: str,
-    logger: logging.Logger = log,
-) -> threading.Thread:
-    """Run ``action`` now and then every ``interval`` seconds on a daemon thread until ``stop``
-    is set. A failure is logged (``failure: error``) and the next turn tries again."""
-
-    def loop() -> None:
-        while True:
-            try:
-                action()
-            except Exception as err:  # noqa: BLE001 - a hiccup (database, broker): next turn
-                logger.warning("%s: %s", failure, err)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=loop, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 class Heartbeat:

@@ -28,7 +28,7 @@ from sqlalchemy import select, text
 
 from loralab.infra.db import Database, Job
 from loralab.infra.queue import QUEUES
-from loralab.jobs.workers import every
+from loralab.infra.threads import every
 from loralab.observability.jobs_table import RUNNING_STATES
 from loralab.observability.metrics import process_registry
 from loralab.settings import Settings

@@ -16,9 +16,10 @@ from tests.helpers.jobs_fakes import Ctx, FakeQueue, Who, register_dataset
 from loralab.audit.log import AuditLog
 from loralab.errors import Conflict
 from loralab.infra.db import Database
+from loralab.infra.threads import every
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
-from loralab.jobs.workers import PREFIX, Heartbeat, RedisWorkers, every
+from loralab.jobs.workers import PREFIX, Heartbeat, RedisWorkers
 from loralab.settings import Settings
 
 URL = "redis://127.0.0.1:6379/13"
