@@ -72,6 +72,12 @@ class TrainConfig(BaseModel):
         default=0.1, gt=0.0, lt=0.5, description="Share held out for validation when no file."
     )
     max_length: int = Field(default=128, ge=8, le=4096, description="Tokens kept per text.")
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        default="auto",
+        description="How the classifier reads a text: cls = the first token, as the "
+        "architecture does; mean = the mean of all token vectors (what sentence-embedding "
+        "bases such as minilm-l6 were trained for); auto = the base model's own.",
+    )
 
     # -- LoRA --------------------------------------------------------------------------------
     lora_r: int = Field(default=8, ge=1, le=256, description="LoRA rank.")

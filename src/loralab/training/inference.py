@@ -89,7 +89,8 @@ def load_predictor(run: RunPaths, device: str = "auto", precision: str = "auto")
     info = json.loads(info_path.read_text(encoding="utf-8"))
     labels = [str(x) for x in info["labels"]]
     choice = select_device(device, "auto" if precision == "auto" else precision)
-    base = load_base_model(resolve_model(info["base_model"]), labels)
+    pooling = str(info.get("pooling", "cls"))  # runs saved before pooling existed read [CLS]
+    base = load_base_model(resolve_model(info["base_model"]), labels, pooling)
     model = load_adapter(base, run.adapter).merge_and_unload()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice.precision, torch.float32)
     model = model.to(device=choice.device, dtype=dtype).eval()

@@ -47,6 +47,7 @@ from loralab.training.interfaces import (
     StopSignal,
 )
 from loralab.training.model import trainable_parameters
+from loralab.training.pooling import resolve_pooling
 from loralab.training.prepare import Prepared, prepare_training
 from loralab.training.runs import RunPaths, create_run, discard_run, read_state, update_state
 
@@ -155,6 +156,7 @@ def _tags(prepared: Prepared) -> dict[str, str]:
         "dataset_fingerprint": prepared.fingerprint,
         "loralab_version": __version__,
         "num_labels": str(len(prepared.labels)),
+        "pooling": resolve_pooling(prepared.config.pooling, prepared.config.base_model),
     }
 
 
@@ -559,6 +561,7 @@ def _save_model(prepared: Prepared, run: RunPaths) -> None:
             "model_type": prepared.base.model_type,
             "language": prepared.base.language,
             "max_length": prepared.config.max_length,
+            "pooling": resolve_pooling(prepared.config.pooling, prepared.config.base_model),
             "labels": labels,
             "precision": prepared.device.precision,
             "loralab_version": __version__,

@@ -14,6 +14,7 @@ from transformers import (
 )
 
 from loralab.training.catalog import ModelSourceError, ResolvedModel
+from loralab.training.pooling import apply_pooling
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -22,10 +23,13 @@ def load_tokenizer(model: ResolvedModel) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(model.source, trust_remote_code=False)
 
 
-def load_base_model(model: ResolvedModel, labels: list[str]) -> PreTrainedModel:
-    """The base encoder with a fresh classification head for ``labels`` (safetensors only)."""
+def load_base_model(
+    model: ResolvedModel, labels: list[str], pooling: str = "cls"
+) -> PreTrainedModel:
+    """The base encoder with a fresh classification head for ``labels`` (safetensors only),
+    reading sentences with ``pooling`` (cls | mean, see training/pooling.py)."""
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        base = AutoModelForSequenceClassification.from_pretrained(
             model.source,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
@@ -37,6 +41,11 @@ def load_base_model(model: ResolvedModel, labels: list[str]) -> PreTrainedModel:
         )
     except (OSError, ValueError) as err:
         raise ModelSourceError(f"cannot load base model {model.name!r}: {err}") from None
+    try:
+        apply_pooling(base, pooling)
+    except ValueError as err:
+        raise ModelSourceError(f"{model.name!r}: {err}") from None
+    return base
 
 
 def build_lora_model(
@@ -46,9 +55,10 @@ def build_lora_model(
     alpha: int,
     dropout: float,
     target_modules: tuple[str, ...] | None,
+    pooling: str = "cls",
 ) -> PeftModel:
     """Base model + LoRA adapters; the classifier head is trained in full and saved with them."""
-    base = load_base_model(model, labels)
+    base = load_base_model(model, labels, pooling)
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,

@@ -24,6 +24,7 @@ from loralab.training.data import (
 )
 from loralab.training.devices import DeviceChoice, select_device
 from loralab.training.model import build_lora_model, load_tokenizer
+from loralab.training.pooling import resolve_pooling
 
 
 @dataclass
@@ -98,6 +99,7 @@ def prepare_training(config: TrainConfig, base_source: str | None = None) -> Pre
         config.lora_alpha,
         config.lora_dropout,
         config.lora_target_modules,
+        resolve_pooling(config.pooling, config.base_model),
     )
     return Prepared(
         config,
