@@ -49,7 +49,7 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "out" / "accuracy.json"
 DEFAULT_RESULTS = REPO_ROOT / "bench" / "out" / "runs"
 MB = 1_000_000  # decimal megabytes
 
-TARGET_ACCURACY = 0.87
+TARGET_ACCURACY = 0.88
 TARGET_TRAIN_SECONDS = 600.0
 TARGET_PEAK_RSS_MB = 2500.0
 
@@ -229,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     rusage_mb = peak_rss_getrusage() / MB
     sampled_mb = sampler.peak / MB
     peak_mb = max(rusage_mb, sampled_mb)
-    accuracy = float(result.report["accuracy"])
-    macro_f1 = float(result.report["macro_f1"])
+    # The headline is the LAST evaluation: the run keeps its best checkpoint, but choosing it by
+    # dev accuracy selects on the held-out set and flatters the score.
+    final = result.history[-1] if result.history else result.report
+    accuracy = float(final["accuracy"])
+    macro_f1 = float(final["macro_f1"])
+    best_on_dev = float(result.report["accuracy"])
     metrics = json.loads(result.run.metrics.read_text(encoding="utf-8"))
 
     targets: dict[str, dict[str, Any]] = {
@@ -252,10 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     print()
     print(
-        f"dev accuracy     {accuracy:.4f}   (target >= {TARGET_ACCURACY}: "
+        f"dev accuracy     {accuracy:.4f} at the last step   (target >= {TARGET_ACCURACY}: "
         f"{verdict(targets['accuracy']['met'])})"
     )
     print(f"dev macro F1     {macro_f1:.4f}")
+    print(
+        f"best evaluation  {best_on_dev:.4f} at step {result.best_step} (chosen on dev itself: "
+        "optimistic, not the headline)"
+    )
     print(
         f"training time    {result.train_seconds:.1f} s, evaluation excluded "
         f"(target <= {TARGET_TRAIN_SECONDS:.0f} s on 2 cores: "
@@ -284,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": config.to_dict(),
         "accuracy": round(accuracy, 4),
         "macro_f1": round(macro_f1, 4),
+        "best_accuracy_selected_on_dev": round(best_on_dev, 4),
         "train_seconds": round(result.train_seconds, 2),
         "run_training_wall_seconds": round(wall, 2),
         "samples_per_second": round(result.samples_per_second, 1),
