@@ -1,0 +1,77 @@
+"""Where studies live: Optuna's RDB storage beside the project's database, never inside its schema.
+
+Optuna creates its own tables (``studies``, ``trials``, ...) and runs its own Alembic, whose
+``alembic_version`` table would collide with the project's. So its tables go where the project's
+migrations never look: on PostgreSQL a schema of their own (``optuna``, reached through the
+connection's ``search_path``), on SQLite a file beside the project's database
+(``loralab.db`` -> ``loralab-sweeps.db``). Every worker that points at the same database URL
+shares the studies, so a sweep can be resumed and run by several workers at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from loralab.errors import InvalidInput
+from loralab.infra.db import normalise_url
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+SCHEMA = "optuna"
+HEARTBEAT_SECONDS = 60  # a trial whose worker is silent this long ...
+GRACE_SECONDS = 180  # ... and then this long is failed, so resumed sweeps do not wait on it
+_cache: dict[str, RDBStorage] = {}
+_lock = threading.Lock()
+
+
+def sweeps_url(db_url: str) -> str:
+    """The study database for the project's ``db_url`` (see the module docstring)."""
+    url = make_url(normalise_url(db_url))
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise InvalidInput("db.url: sweeps need a database on disk, not in memory")
+        path = Path(url.database)
+        return str(url.set(database=str(path.with_name(f"{path.stem}-sweeps{path.suffix}"))))
+    return url.render_as_string(hide_password=False)
+
+
+def _create_schema(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+    finally:
+        engine.dispose()
+
+
+def study_storage(db_url: str) -> RDBStorage:
+    """Optuna's storage for the project's database (one per URL and process)."""
+    import optuna
+
+    url = sweeps_url(db_url)
+    with _lock:
+        if url in _cache:
+            return _cache[url]
+        if url.startswith("postgresql"):
+            _create_schema(url)
+            kwargs: dict[str, object] = {
+                "pool_pre_ping": True,
+                "connect_args": {"options": f"-csearch_path={SCHEMA}"},
+            }
+        else:
+            Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
+            kwargs = {"connect_args": {"timeout": 30}}
+        storage = optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=kwargs,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+        )
+        _cache[url] = storage
+        return storage

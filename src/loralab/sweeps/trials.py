@@ -1,0 +1,142 @@
+"""One trial of a local sweep: train a config as a child MLflow run, pruned at evaluations.
+
+Training reaches the outside only through the library's small interfaces, so the trial plugs
+in there and changes nothing in the loop:
+
+* :class:`TrialLogger` is the run's :class:`~loralab.training.interfaces.MetricLogger`. It
+  passes everything on to MLflow (the run is tagged ``mlflow.parentRunId``: a child of the
+  sweep's run) and reports each evaluation's ``val_<metric>`` to the Optuna trial at its
+  training step; when the pruner says the trial is behind, it raises its stop flag.
+* :class:`EitherStop` is the run's :class:`~loralab.training.interfaces.StopSignal`: the
+  pruner's flag or the user's Ctrl-C. The loop then ends the run gracefully (evaluated, saved,
+  status ``stopped``), so a pruned trial's run is complete and inspectable.
+
+A trial is not registered as a model version: the sweep writes the best settings as a recipe;
+``loralab train`` on it makes the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loralab.datasets import service as datasets
+from loralab.errors import InvalidInput
+from loralab.experiments.service import INPUT_ERRORS, base_model_source
+from loralab.infra.tracking import MlflowTracker
+from loralab.settings import Settings
+from loralab.training import TrainConfig, TrainResult, prepare_training, run_training
+from loralab.training.interfaces import ProgressReporter, StopSignal
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger("loralab.sweeps")
+PARENT_TAG = "mlflow.parentRunId"  # how MLflow nests runs (its UI and search read this tag)
+SWEEP_TAG = "loralab.sweep"
+TRIAL_TAG = "loralab.sweep.trial"
+
+
+class TrialLogger:
+    """MetricLogger: MLflow child run of the sweep, and each evaluation reported to the trial."""
+
+    def __init__(
+        self,
+        tracker: MlflowTracker,
+        trial: optuna.Trial,
+        metric: str,
+        parent_run_id: str | None,
+        sweep: str,
+    ) -> None:
+        self.tracker, self.trial, self.metric = tracker, trial, metric
+        self.parent_run_id, self.sweep = parent_run_id, sweep
+        self.pruned = False
+        self.reported: list[tuple[int, float]] = []
+
+    def start_run(self, experiment: str, run_name: str, existing: str | None) -> str:
+        run_id = self.tracker.start_run(experiment, run_name, existing)
+        tags = {SWEEP_TAG: self.sweep, TRIAL_TAG: str(self.trial.number)}
+        if self.parent_run_id:
+            tags[PARENT_TAG] = self.parent_run_id
+        self.tracker.set_tags(tags)
+        return run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.tracker.log_params(params)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tracker.set_tags(tags)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.tracker.log_metrics(metrics, step)
+        value = metrics.get(f"val_{self.metric}")
+        if value is None or self.pruned:
+            return
+        self.trial.report(float(value), step)
+        self.reported.append((step, float(value)))
+        if self.trial.should_prune():
+            self.pruned = True
+            log.info(
+                "trial %d pruned at step %d (%s %.4f)", self.trial.number, step, self.metric, value
+            )
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.tracker.log_artifact(path, folder)
+
+    def end_run(self, status: str) -> None:
+        self.tracker.end_run(status)
+
+    def is_set(self) -> bool:
+        """The stop flag: the pruner has spoken."""
+        return self.pruned
+
+
+class EitherStop:
+    """StopSignal: set when any of its signals is."""
+
+    def __init__(self, *signals: StopSignal) -> None:
+        self.signals = signals
+
+    def is_set(self) -> bool:
+        return any(s.is_set() for s in self.signals)
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """What one trial's training produced."""
+
+    result: TrainResult
+    pruned: bool
+    value: float
+
+
+def train_trial(
+    settings: Settings,
+    config: TrainConfig,
+    logger: TrialLogger,
+    progress: ProgressReporter | None,
+    stop: StopSignal,
+) -> TrialRun:
+    """Resolve and check the data (registered datasets too), then train one trial's run."""
+    source = base_model_source(settings, config.base_model)
+    located = config.model_copy(update={"base_model": source}) if source else config
+    try:
+        data = datasets.resolve_training_data(settings, located)
+        run_config = data.config.model_copy(update={"base_model": config.base_model})
+        prepared = prepare_training(run_config, source)
+    except INPUT_ERRORS as err:
+        raise InvalidInput(str(err)) from None
+    tags = {**data.tags, SWEEP_TAG: logger.sweep, TRIAL_TAG: str(logger.trial.number)}
+    result = run_training(
+        run_config,
+        settings.storage.results_dir,
+        logger=logger,
+        progress=progress,
+        stop=EitherStop(stop, logger),
+        prepared=prepared,
+        extra_tags=tags,
+    )
+    value = float(result.report[logger.metric])
+    return TrialRun(result, logger.pruned, value)
