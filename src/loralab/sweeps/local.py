@@ -72,9 +72,11 @@ def _space_of(spec: SweepSpec) -> str:
     return json.dumps({k: v.model_dump() for k, v in spec.space.items()}, sort_keys=True)
 
 
-def open_study(settings: Settings, name: str, spec: SweepSpec, resume: bool) -> optuna.Study:
+def open_study(
+    settings: Settings, name: str, spec: SweepSpec, base: TrainConfig, resume: bool
+) -> optuna.Study:
     """A new study named ``name`` (Conflict if it exists), or the existing one to resume
-    (NotFound if missing; InvalidInput if its space or metric differ from ``spec``'s)."""
+    (NotFound if missing; InvalidInput if its space, metric or base settings differ)."""
     import optuna
 
     storage = study_storage(settings.db_url)
@@ -96,6 +98,14 @@ def open_study(settings: Settings, name: str, spec: SweepSpec, resume: bool) -> 
                 f"the sweep file's space or metric differs from sweep {name!r}'s: resume it "
                 "with the file it started with"
             )
+        changed = sorted(
+            k for k, v in base.to_dict().items() if (attrs.get("base") or {}).get(k) != v
+        )
+        if changed:
+            raise InvalidInput(
+                f"settings differ from sweep {name!r}'s ({', '.join(changed)}): resume it with "
+                "the file and overrides it started with"
+            )
         return study
     study = optuna.create_study(
         study_name=name,
@@ -107,6 +117,7 @@ def open_study(settings: Settings, name: str, spec: SweepSpec, resume: bool) -> 
     study.set_user_attr("kind", KIND_LOCAL)
     study.set_user_attr("space", _space_of(spec))
     study.set_user_attr("metric", spec.metric)
+    study.set_user_attr("base", base.to_dict())
     return study
 
 
@@ -146,6 +157,7 @@ def run_sweep(
     root: Path = Path("."),
     name: str | None = None,
     resume: bool = False,
+    overrides: list[str] | None = None,
     stop: StopSignal | None = None,
     progress_for: ProgressFor | None = None,
 ) -> SweepOutcome:
@@ -157,7 +169,7 @@ def run_sweep(
     base = spec.base_config(root)
     spec.check(base)
     name = name or spec.name or default_name(base)
-    study = open_study(settings, name, spec, resume)
+    study = open_study(settings, name, spec, base, resume)
     parent = _parent_run(settings, study, base.experiment, spec)
     stop = stop or NeverStop()
     objective = _objective(settings, spec, base, parent, stop, progress_for)

@@ -90,17 +90,17 @@ class SweepSpec(BaseModel):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the sampler (TPE).")
 
-    def base_config(self, root: Path) -> TrainConfig:
+    def base_config(self, root: Path, overrides: list[str] | None = None) -> TrainConfig:
         """The base settings: the recipe (a relative path is taken from ``root``, the working
-        folder, as ``loralab train`` does) plus ``settings``; the metric picks the best
-        checkpoint too. Every trial changes only what the space searches."""
-        overrides = {**self.settings, "metric_for_best": self.metric}
+        folder, as ``loralab train`` does), ``settings``, then ``key=value`` ``overrides``;
+        the metric picks the best checkpoint too. Trials change only what the space searches."""
+        fixed = {**self.settings, "metric_for_best": self.metric}
         try:
             if self.recipe is None:
-                return build_config(overrides)
+                return build_config(fixed, overrides)
             path = Path(self.recipe)
             recipe = load_config(path if path.is_absolute() else root / path)
-            return build_config({**recipe.to_dict(), **overrides})
+            return build_config({**recipe.to_dict(), **fixed}, overrides)
         except ConfigError as err:
             raise InvalidInput(f"settings: {err}") from None
 

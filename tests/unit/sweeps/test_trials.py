@@ -1,0 +1,127 @@
+"""The trial's logger reports each evaluation to Optuna and raises the stop flag when the
+pruner says so; the report turns trials into rows, a plot and a recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from loralab.sweeps.report import best_row, plot_metric, rows_of, write_recipe
+from loralab.sweeps.trials import PARENT_TAG, EitherStop, TrialLogger
+from loralab.training.config import TrainConfig, load_config
+from loralab.training.interfaces import NeverStop
+
+
+class RecordingTracker:
+    """A hand-written MlflowTracker stand-in: what the trial sent where."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}
+        self.metrics: list[tuple[dict[str, float], int]] = []
+        self.ended: str | None = None
+
+    def start_run(self, experiment: str, run_name: str, existing: str | None) -> str:
+        return "child-run"
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.metrics.append((metrics, step))
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        pass
+
+    def end_run(self, status: str) -> None:
+        self.ended = status
+
+
+def a_study() -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
+    )
+
+
+def run_curve(study: optuna.Study, curve: list[float]) -> TrialLogger:
+    """What the training loop does: evaluations at steps 10, 20, ... until the stop flag."""
+    trial = study.ask()
+    tracker = RecordingTracker()
+    logger = TrialLogger(tracker, trial, "accuracy", "parent-run", "s1")  # type: ignore[arg-type]
+    logger.start_run("exp", "run", None)
+    for i, value in enumerate(curve, start=1):
+        logger.log_metrics({"train_loss": 0.5}, i * 10)  # not an evaluation: not reported
+        logger.log_metrics({"val_loss": 0.3, "val_accuracy": value}, i * 10)
+        if logger.is_set():
+            break
+    state = optuna.trial.TrialState.PRUNED if logger.pruned else optuna.trial.TrialState.COMPLETE
+    study.tell(trial, None if logger.pruned else curve[-1], state=state)
+    return logger
+
+
+def test_a_trial_behind_the_median_is_pruned_at_its_evaluation() -> None:
+    study = a_study()
+    first = run_curve(study, [0.7, 0.8, 0.9])
+    assert not first.pruned and first.reported == [(10, 0.7), (20, 0.8), (30, 0.9)]
+    assert first.tracker.tags[PARENT_TAG] == "parent-run"  # a child run of the sweep's
+    assert first.tracker.tags["loralab.sweep.trial"] == "0"
+    behind = run_curve(study, [0.75, 0.6, 0.95])
+    assert behind.pruned and behind.reported == [(10, 0.75), (20, 0.6)]  # stopped at step 20
+    ahead = run_curve(study, [0.8, 0.85, 0.92])
+    assert not ahead.pruned
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "PRUNED", "COMPLETE"]
+    # every metric still reaches MLflow, evaluations and steps alike
+    assert ({"train_loss": 0.5}, 10) in behind.tracker.metrics  # type: ignore[attr-defined]
+
+
+def test_either_stop_is_set_when_any_signal_is() -> None:
+    class Flag:
+        value = False
+
+        def is_set(self) -> bool:
+            return self.value
+
+    flag = Flag()
+    stop = EitherStop(NeverStop(), flag)
+    assert not stop.is_set()
+    flag.value = True
+    assert stop.is_set()
+
+
+def test_rows_best_plot_and_recipe(tmp_path: Path) -> None:
+    study = a_study()
+    for curve in ([0.6, 0.7], [0.5, 0.4], [0.8, 0.85], [0.7, 0.8]):
+        run_curve(study, curve)
+    rows = rows_of(study.trials)
+    assert [r.state for r in rows] == ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"]
+    assert rows[1].value == 0.5 and rows[1].last_step == 10  # where the pruned one stopped
+    best = best_row(rows)
+    assert best is not None and best.number == 2 and best.value == 0.85
+    png = plot_metric(rows, "accuracy", "sweep s1", tmp_path / "plot.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    config = TrainConfig(lora_r=4, lora_target_modules=("query", "key"), learning_rate=0.003)
+    recipe = write_recipe(config, tmp_path / "best.yaml", "Best of sweep s1\nRun: loralab train")
+    assert recipe.read_text(encoding="utf-8").startswith("# Best of sweep s1\n# Run:")
+    assert load_config(recipe) == config  # loralab train reads it back as the same settings
+
+
+def test_no_completed_trial_means_no_best() -> None:
+    study = a_study()
+    trial = study.ask()
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert best_row(rows_of(study.trials)) is None
+
+
+@pytest.mark.parametrize("kind", ["median", "successive_halving", "none"])
+def test_each_pruner_kind_builds(kind: str) -> None:
+    from loralab.sweeps.spec import PrunerSpec
+
+    assert isinstance(PrunerSpec(kind=kind).build(), optuna.pruners.BasePruner)  # type: ignore[arg-type]
