@@ -3,7 +3,8 @@
 For each family in ``catalog.FAMILIES`` a tiny random encoder is built from its config with a
 tokenizer trained in the test (tests/helpers/tiny_models.py); the run must put LoRA on exactly
 the family's target modules, save exactly its head modules, and predict the same with the adapter
-on top of the base model as with the adapter merged into it.
+on top of the base model as with the adapter merged into it, reading the sentence by its first
+token (cls) or by mean pooling.
 """
 
 from __future__ import annotations
@@ -42,8 +43,18 @@ def _module_names(keys: list[str]) -> set[str]:
     return {part for key in keys for part in key.split(".")}
 
 
-@pytest.mark.parametrize("model_type", sorted(FAMILIES))
-def test_family_trains_saves_reloads_and_merges(model_type: str, tmp_path: Path) -> None:
+# Mean pooling once per way a head reads the sentence: a pooler inside the encoder over the
+# whole sequence (bert) or over the first vector (albert), a pooler outside it (deberta-v2), a
+# pre-classifier (distilbert), a head over the first token (roberta; electra, xlm-roberta and
+# camembert read it the same way).
+MEAN_POOLED = ("albert", "bert", "deberta-v2", "distilbert", "roberta")
+CASES = [(t, "cls") for t in sorted(FAMILIES)] + [(t, "mean") for t in MEAN_POOLED]
+
+
+@pytest.mark.parametrize(("model_type", "pooling"), CASES)
+def test_family_trains_saves_reloads_and_merges(
+    model_type: str, pooling: str, tmp_path: Path
+) -> None:
     rows = make_rows(64, seed=3)
     folder = build_tiny_model(model_type, tmp_path / model_type, [t for t, _ in rows] * 4)
     family = FAMILIES[model_type]
@@ -67,6 +78,7 @@ def test_family_trains_saves_reloads_and_merges(model_type: str, tmp_path: Path)
         early_stopping_patience=0,
         device="cpu",
         precision="fp32",
+        pooling=pooling,
     )
     result = run_training(config, tmp_path / "results")
     assert result.status == "succeeded", result.report
@@ -89,8 +101,9 @@ def test_family_trains_saves_reloads_and_merges(model_type: str, tmp_path: Path)
 
     # Reload: the adapter on top of a fresh base, then merged into it (load_predictor).
     info = json.loads(run.model_info.read_text("utf-8"))
+    assert info["pooling"] == pooling
     labels = [str(x) for x in info["labels"]]
-    base = load_base_model(resolve_model(info["base_model"]), labels, info.get("pooling", "cls"))
+    base = load_base_model(resolve_model(info["base_model"]), labels, pooling)
     targets = [n for n, _ in base.named_modules() if n.rsplit(".", 1)[-1] in family.target_modules]
     assert len(lora_keys) == 2 * len(targets)  # an A and a B matrix on every target module
     adapter_model = load_adapter(base, run.adapter).eval()
