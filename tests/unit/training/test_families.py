@@ -22,6 +22,7 @@ from loralab.training import TrainConfig, load_predictor, run_training
 from loralab.training.catalog import FAMILIES, resolve_model
 from loralab.training.inference import classify
 from loralab.training.model import load_adapter, load_base_model
+from loralab.training.pooling import Pooling
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +49,14 @@ def _module_names(keys: list[str]) -> set[str]:
 # pre-classifier (distilbert), a head over the first token (roberta; electra, xlm-roberta and
 # camembert read it the same way).
 MEAN_POOLED = ("albert", "bert", "deberta-v2", "distilbert", "roberta")
-CASES = [(t, "cls") for t in sorted(FAMILIES)] + [(t, "mean") for t in MEAN_POOLED]
+CASES: list[tuple[str, Pooling]] = [(t, "cls") for t in sorted(FAMILIES)] + [
+    (t, "mean") for t in MEAN_POOLED
+]
 
 
 @pytest.mark.parametrize(("model_type", "pooling"), CASES)
 def test_family_trains_saves_reloads_and_merges(
-    model_type: str, pooling: str, tmp_path: Path
+    model_type: str, pooling: Pooling, tmp_path: Path
 ) -> None:
     rows = make_rows(64, seed=3)
     folder = build_tiny_model(model_type, tmp_path / model_type, [t for t, _ in rows] * 4)
