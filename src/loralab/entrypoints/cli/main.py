@@ -25,6 +25,7 @@ from loralab.entrypoints.cli.common import (
     safe,
 )
 from loralab.entrypoints.cli.data import data_app
+from loralab.entrypoints.cli.export import export_command
 from loralab.entrypoints.cli.models import models_app
 from loralab.entrypoints.cli.serve import client_app, serve
 from loralab.entrypoints.cli.users import users_app
@@ -47,6 +48,7 @@ app.add_typer(audit_app, name="audit")
 app.command("worker")(worker_command)
 app.add_typer(client_app, name="client")
 app.command()(serve)
+app.command("export")(export_command)
 
 
 def _quiet_libraries() -> None:
