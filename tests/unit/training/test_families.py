@@ -9,6 +9,7 @@ token (cls) or by mean pooling.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -18,20 +19,39 @@ from safetensors import safe_open
 from tests.conftest import make_rows, write_csv
 from tests.helpers.tiny_models import TINY_FAMILIES, build_tiny_model
 
-from loralab.training import TrainConfig, load_predictor, run_training
-from loralab.training.catalog import FAMILIES, resolve_model
+from loralab.training import TrainConfig, load_config, load_predictor, run_training
+from loralab.training.catalog import CATALOG, FAMILIES, resolve_model
 from loralab.training.inference import classify
 from loralab.training.model import load_adapter, load_base_model
 from loralab.training.pooling import Pooling
 
-pytestmark = pytest.mark.slow
-
+REPO = Path(__file__).resolve().parents[3]
 PROBES = ["the movie was good good", "the food was awful awful", "service it nasty", "lovely"]
 
 
 def test_every_catalog_family_has_a_tiny_model() -> None:
     """A family added to the catalog must be added to the tiny builders (and so to this test)."""
     assert set(TINY_FAMILIES) == set(FAMILIES)
+
+
+def test_every_catalog_model_has_a_recipe_that_loads() -> None:
+    """configs/<catalog name>.yaml exists for each catalog model, says how to run it, and loads;
+    every training recipe names a catalog model and (but for the SST-2 benchmark, whose data lies
+    outside the project) a sample that exists."""
+    recipes = {
+        path.stem: path for path in (REPO / "configs").glob("*.yaml") if "sweep" not in path.stem
+    }
+    assert set(CATALOG) <= set(recipes)
+    for name, path in recipes.items():
+        lines = path.read_text("utf-8").splitlines()
+        opening = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+        assert any(line.startswith("# Run:") for line in opening), f"{path.name}: how to run?"
+        config = load_config(path)
+        assert config.base_model in CATALOG, name
+        if name in CATALOG:
+            assert config.base_model == name
+        if name != "sst2":
+            assert (REPO / config.train_file).is_file(), f"{path.name}: {config.train_file}"
 
 
 def _adapter_keys(adapter_dir: Path) -> list[str]:
@@ -54,6 +74,7 @@ CASES: list[tuple[str, Pooling]] = [(t, "cls") for t in sorted(FAMILIES)] + [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model_type", "pooling"), CASES)
 def test_family_trains_saves_reloads_and_merges(
     model_type: str, pooling: Pooling, tmp_path: Path
