@@ -134,15 +134,15 @@ def export_run(
             "the graph) or --format adapter (its README says how to apply the pooling)"
         )
     check_target(out, force)
-    builders: dict[str, Callable[[Path], None]] = {
+    builders: dict[str, Callable[[Path], dict[str, Any] | None]] = {
         "merged": lambda d: write_merged(run, info, d),
         "adapter": lambda d: write_adapter(run, info, d),
         "onnx": lambda d: write_onnx(run, info, d),
     }
 
     def build(folder: Path) -> None:
-        builders[fmt](folder)
-        _write_json(folder / EXPORT_INFO, _export_info(run, info, fmt, ref))
+        extra = builders[fmt](folder) or {}
+        _write_json(folder / EXPORT_INFO, {**_export_info(run, info, fmt, ref), **extra})
 
     return publish_folder(out, force, build)
 
@@ -183,18 +183,49 @@ def write_adapter(run: RunPaths, info: dict[str, Any], folder: Path) -> None:
     (folder / "README.md").write_text(_adapter_readme(run, info), encoding="utf-8")
 
 
-def write_onnx(run: RunPaths, info: dict[str, Any], folder: Path) -> None:
-    """The merged model as ONNX (pooling traced in), tokenizer, label map and predict.py."""
-    from loralab.training.onnx_export import export_onnx
+def write_onnx(run: RunPaths, info: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The merged model as ONNX (pooling traced in), tokenizer, label map and predict.py.
+
+    The traced graph is checked against the PyTorch model it came from on fixed texts (same
+    labels, probabilities within 1e-3) before the folder is published."""
+    from loralab.training.onnx_export import (
+        OnnxClassifier,
+        OnnxExportError,
+        check_agreement,
+        export_onnx,
+    )
 
     predictor = _load_merged(run)
-    export_onnx(predictor.model, predictor.tokenizer, folder)
-    if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer").is_dir():
-        predictor.tokenizer.save_pretrained(str(folder))
     labels = [str(x) for x in info["labels"]]
-    _write_json(folder / "label_map.json", {**_label_map(labels), "max_length": info["max_length"]})
+    max_length = int(info["max_length"])
+    try:
+        path = export_onnx(predictor.model, predictor.tokenizer, folder)
+        session = OnnxClassifier(path, predictor.tokenizer)
+        agreement = check_agreement(
+            predictor.model, predictor.tokenizer, session, labels, max_length
+        )
+    except OnnxExportError as err:
+        raise ExportError(f"run {run.run_id}: {err}") from None
+    if not agreement.ok:
+        raise ExportError(
+            f"run {run.run_id}: the ONNX model does not agree with PyTorch: {agreement.describe()}"
+        )
+    predictor.tokenizer.save_pretrained(str(folder))
+    if not (folder / "tokenizer.json").is_file():
+        raise ExportError(f"run {run.run_id}: its tokenizer has no fast version (tokenizer.json)")
+    tokenizer = predictor.tokenizer
+    _write_json(
+        folder / "label_map.json",
+        {
+            **_label_map(labels),
+            "max_length": max_length,
+            "pad_token": tokenizer.pad_token,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+    )
     (folder / "predict.py").write_text(ONNX_PREDICT_PY, encoding="utf-8")
     (folder / "README.md").write_text(_onnx_readme(run, info), encoding="utf-8")
+    return {"onnx_agreement": agreement.describe()}
 
 
 def onnx_model_file(folder: Path) -> Path:
@@ -297,7 +328,7 @@ def load(folder=HERE):
     labels = json.loads((folder / "label_map.json").read_text(encoding="utf-8"))
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.enable_truncation(labels["max_length"])
-    tokenizer.enable_padding()
+    tokenizer.enable_padding(pad_id=labels["pad_token_id"], pad_token=labels["pad_token"])
     model = next(folder.glob("*.onnx"))
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     return session, tokenizer, labels["labels"]

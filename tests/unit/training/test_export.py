@@ -193,6 +193,8 @@ def test_onnx_runs_with_onnxruntime(
     run = runs[pooling]
     out = export_run(run, "onnx", tmp_path / "onnx")
     assert (out / "predict.py").is_file() and (out / "label_map.json").is_file()
+    info = json.loads((out / "loralab_export.json").read_text())
+    assert info["pooling"] == pooling and "labels equal" in info["onnx_agreement"]
     expected = _loralab_probs(run)
     script = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); import predict; "
