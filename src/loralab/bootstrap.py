@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from loralab.observability.metrics import Metrics
     from loralab.registry.service import RegistryService
     from loralab.serving.service import PredictionService
+    from loralab.sweeps.service import SweepService
     from loralab.users.service import UserService
 
 
@@ -76,6 +77,13 @@ class Services:
         # worker heartbeats live beside the broker: a queue given here (tests) has none
         workers = None if self._queue else RedisWorkers.from_settings(self.settings)
         return JobService(self.db, self.settings, self.queue, self.audit, workers)
+
+    @cached_property
+    def sweeps(self) -> SweepService:
+        """Sweeps whose trials run as jobs (studies beside the project's database)."""
+        from loralab.sweeps.service import SweepService
+
+        return SweepService(self.db, self.settings, self.jobs, self.audit)
 
     @cached_property
     def registry(self) -> RegistryService:

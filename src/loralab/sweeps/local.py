@@ -79,7 +79,7 @@ def open_study(
     (NotFound if missing; InvalidInput if its space, metric or base settings differ)."""
     import optuna
 
-    storage = study_storage(settings.db_url)
+    storage = study_storage(settings.db_url, heartbeat=True)
     exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if resume and not exists:
         raise NotFound(f"no sweep {name!r} to resume")
@@ -163,10 +163,10 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or resume) a sweep here until its budget is spent or ``stop`` is set.
 
+    ``overrides``: ``key=value`` settings over the file's (e.g. ``base_model=...``).
     Bad input (space, settings, name) raises before any trial or MLflow run exists.
     """
-
-    base = spec.base_config(root)
+    base = spec.base_config(root, overrides)
     spec.check(base)
     name = name or spec.name or default_name(base)
     study = open_study(settings, name, spec, base, resume)

@@ -50,14 +50,18 @@ def _create_schema(url: str) -> None:
         engine.dispose()
 
 
-def study_storage(db_url: str) -> RDBStorage:
-    """Optuna's storage for the project's database (one per URL and process)."""
+def study_storage(db_url: str, *, heartbeat: bool = False) -> RDBStorage:
+    """Optuna's storage for the project's database (one per URL and process).
+
+    ``heartbeat``: for workers that run trials here (``Study.optimize``): a trial whose worker
+    died is failed after its heartbeat stops, instead of counting as running forever."""
     import optuna
 
     url = sweeps_url(db_url)
+    key = f"{heartbeat}:{url}"
     with _lock:
-        if url in _cache:
-            return _cache[url]
+        if key in _cache:
+            return _cache[key]
         if url.startswith("postgresql"):
             _create_schema(url)
             kwargs: dict[str, object] = {
@@ -70,8 +74,8 @@ def study_storage(db_url: str) -> RDBStorage:
         storage = optuna.storages.RDBStorage(
             url,
             engine_kwargs=kwargs,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
+            heartbeat_interval=HEARTBEAT_SECONDS if heartbeat else None,
+            grace_period=GRACE_SECONDS if heartbeat else None,
         )
-        _cache[url] = storage
+        _cache[key] = storage
         return storage

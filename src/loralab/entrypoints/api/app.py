@@ -27,6 +27,7 @@ from loralab.entrypoints.api.routes import (
     jobs,
     models,
     progress,
+    sweeps,
     ui_support,
     users,
 )
@@ -78,7 +79,19 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     verify_audit, every = found.audit.verify, settings.observability.audit_verify_seconds
     register_platform_collectors(found.metrics.registry, found.db, lambda: verify_audit().ok, every)
     install_error_handlers(app)
-    for module in (auth, users, jobs, progress, experiments, datasets, models, audit, ui_support):
+    routers = (
+        auth,
+        users,
+        jobs,
+        sweeps,
+        progress,
+        experiments,
+        datasets,
+        models,
+        audit,
+        ui_support,
+    )
+    for module in routers:
         app.include_router(module.router)
     app.include_router(
         predict_router(),

@@ -114,16 +114,19 @@ def sweep(
 def _print_outcome(outcome: Any) -> None:
     params = sorted({k for row in outcome.rows for k in row.params})
     table = Table(title=f"sweep {safe(outcome.name)} — {outcome.metric} by trial")
-    for column in ("trial", "state", outcome.metric, "at step", *params, "run"):
-        table.add_column(column, justify="right" if column != "run" else "left")
+    table.add_column("trial", justify="right")
+    table.add_column("state")
+    table.add_column(outcome.metric, justify="right")
+    for param in params:  # values wrap, never cut
+        table.add_column(param, overflow="fold")
+    table.add_column("run", no_wrap=True, min_width=22)  # run ids are never cut
     best = outcome.best.number if outcome.best else None
     for row in outcome.rows:
         style = "bold green" if row.number == best else ("dim" if row.state != "COMPLETE" else "")
         table.add_row(
             str(row.number),
             row.state.lower(),
-            _shown(row.value),
-            _shown(row.last_step),
+            _shown(row.value) + (f" @{row.last_step}" if row.state == "PRUNED" else ""),
             *(safe(_shown(row.params.get(k))) for k in params),
             safe(row.run_id),
             style=style,
