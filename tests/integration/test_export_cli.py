@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from loralab.entrypoints.cli import common
 from loralab.entrypoints.cli.main import app
+from loralab.training import run_training
+from loralab.training.config import build_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,7 +24,7 @@ TEXTS = ["the movie was good good", "it was bad bad really", "nice phone", "ugly
 def trained(
     tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path
 ) -> tuple[Path, dict[str, str]]:
-    """One registered cls run (model ``cli``) and one unregistered-by-name mean-pooled run."""
+    """One registered cls run (model ``cli``) and one unregistered mean-pooled run."""
     from tests.conftest import make_rows, write_csv
 
     tmp = tmp_path_factory.mktemp("export-cli")
@@ -31,26 +33,26 @@ def trained(
     mp.setenv("LORALAB_STORAGE__RESULTS_DIR", str(tmp / "results"))
     mp.chdir(tmp)
     runs: dict[str, str] = {}
+    settings = {
+        "base_model": str(tiny_bert),
+        "train_file": str(data),
+        "epochs": 1,
+        "batch_size": 8,
+        "learning_rate": 0.02,
+        "max_length": 16,
+    }
     try:
-        for experiment, pooling in (("cli", "cls"), ("pooled", "mean")):
-            recipe = tmp / f"{experiment}.yaml"
-            settings = {
-                "experiment": experiment,
-                "base_model": str(tiny_bert),
-                "train_file": str(data),
-                "epochs": 1,
-                "batch_size": 8,
-                "learning_rate": 0.02,
-                "max_length": 16,
-                "pooling": pooling,
-            }
-            recipe.write_text(yaml.safe_dump(settings))
-            result = CliRunner().invoke(app, ["train", str(recipe)])
-            assert result.exit_code == 0, result.output
-            (run_dir,) = (tmp / "results" / experiment).iterdir()
-            runs[experiment] = run_dir.name
+        recipe = tmp / "cli.yaml"
+        recipe.write_text(yaml.safe_dump({**settings, "experiment": "cli"}))
+        result = CliRunner().invoke(app, ["train", str(recipe)])  # trains and registers cli@1
+        assert result.exit_code == 0, result.output
+        (run_dir,) = (tmp / "results" / "cli").iterdir()
+        runs["cli"] = run_dir.name
     finally:
         mp.undo()
+    # an unregistered mean-pooled run, trained by the library alone (no MLflow needed)
+    pooled = {**settings, "experiment": "pooled", "pooling": "mean", "max_steps": 4}
+    runs["pooled"] = run_training(build_config(pooled), tmp / "results").run.run_id
     return tmp, runs
 
 
@@ -134,14 +136,12 @@ def test_refusals_leave_nothing(cli: CliRunner, trained: tuple[Path, dict[str, s
         assert not [p for p in Path(".").iterdir() if p.name.startswith(".x.")]
 
 
-def test_a_mean_pooled_run_exports_as_adapter_and_onnx(
+def test_a_mean_pooled_run_exports_as_adapter(
     cli: CliRunner, trained: tuple[Path, dict[str, str]]
 ) -> None:
+    """(ONNX of a mean-pooled run, with its agreement check: tests/unit/training/test_export.py)"""
     _, runs = trained
     result = cli.invoke(app, ["export", runs["pooled"], "--format", "adapter", "--out", "pa"])
     assert result.exit_code == 0, result.output
     assert "mean pooling" in (Path("pa") / "README.md").read_text()
-    pytest.importorskip("loralab.training.onnx_export")
-    result = cli.invoke(app, ["export", runs["pooled"], "--format", "onnx", "--out", "po"])
-    assert result.exit_code == 0, result.output
-    assert list(Path("po").glob("*.onnx")) and (Path("po") / "predict.py").is_file()
+    assert json.loads((Path("pa") / "loralab_export.json").read_text())["pooling"] == "mean"
