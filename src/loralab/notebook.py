@@ -18,7 +18,10 @@ registry.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Mapping
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +43,31 @@ if TYPE_CHECKING:
     from loralab.registry.service import TransitionResult
 
 ConfigLike = TrainConfig | Mapping[str, Any] | str | Path
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """While it lasts, keep the notebook's output for our bar and notes, as the CLI does:
+    transformers' info lines, loading bars and future warnings, and MLflow's info lines stay out
+    (everything is still in the run's logs.txt). The previous levels come back afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    mlflow_log = logging.getLogger("mlflow")
+    mlflow_level = mlflow_log.level
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    mlflow_log.setLevel(max(mlflow_level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        mlflow_log.setLevel(mlflow_level)
 
 
 def as_config(config: ConfigLike, overrides: list[str] | None = None) -> TrainConfig:
@@ -77,13 +105,14 @@ def train(
     cfg = as_config(config, overrides)
     settings = settings or load_settings()
     progress = progress or NotebookProgress(cfg.batch_size)
-    if not track:
-        return run_training(cfg, settings.storage.results_dir, progress=progress, stop=stop)
-    if register:
-        from loralab.experiments import service
+    with quiet_libraries():
+        if not track:
+            return run_training(cfg, settings.storage.results_dir, progress=progress, stop=stop)
+        if register:
+            from loralab.experiments import service
 
-        return service.train(settings, cfg, progress, stop, model_name=model_name)
-    return _train_tracked(settings, cfg, progress, stop)
+            return service.train(settings, cfg, progress, stop, model_name=model_name)
+        return _train_tracked(settings, cfg, progress, stop)
 
 
 def _train_tracked(
@@ -124,7 +153,8 @@ def predict(
 ) -> list[Prediction]:
     """Classify ``texts`` with a run's saved model (merged base + adapter)."""
     run = result.run if isinstance(result, TrainResult) else result
-    return load_predictor(run, device=device).predict(texts)
+    with quiet_libraries():
+        return load_predictor(run, device=device).predict(texts)
 
 
 def promote(
