@@ -456,6 +456,19 @@ class BatchResponse(Public):
     count: int
 
 
+class StreamedPrediction(PredictResponse):
+    """One line of a streamed ``POST /predict/batch`` (``Accept: application/x-ndjson``)."""
+
+    index: int = Field(description="Position of the text in the request's texts.")
+
+
+class StreamError(Public):
+    """The last line of a streamed batch that failed part-way (the status was already 200)."""
+
+    index: int = Field(description="The first text of the request left unanswered.")
+    error: str
+
+
 class ServingStatus(Public):
     """The prediction service, for anyone: up, and whether a default model is loaded (which
     one, and everything else, is in ``GET /health/details`` for monitoring clients)."""
