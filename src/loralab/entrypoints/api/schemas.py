@@ -490,6 +490,14 @@ class ModelHealth(Public):
     device: str
     mode: str
     loaded: list[str] = Field(description="Models in memory.")
+    backend: str | None = Field(
+        default=None,
+        description="What runs the default model: onnx (ONNX Runtime, merged mode), pytorch, "
+        "or empty when it is served as an adapter.",
+    )
+    onnx_note: str | None = Field(
+        default=None, description="Why the default model is not on ONNX Runtime, when it is not."
+    )
     uptime_s: float
 
 
