@@ -104,6 +104,19 @@ class SweepSpec(BaseModel):
         except ConfigError as err:
             raise InvalidInput(f"settings: {err}") from None
 
+    def with_budget(self, trials: int | None, minutes: float | None) -> SweepSpec:
+        """The spec with its budget changed where ``trials`` or ``minutes`` is given."""
+        if trials is None and minutes is None:
+            return self
+        try:
+            budget = Budget(
+                trials=self.budget.trials if trials is None else trials,
+                minutes=self.budget.minutes if minutes is None else minutes,
+            )
+            return self.model_copy(update={"budget": budget})
+        except ValidationError as err:
+            raise InvalidInput(f"budget: {_format(err)}") from None
+
     def trial_config(self, base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
         """The settings of one trial: the base with the trial's values."""
         try:

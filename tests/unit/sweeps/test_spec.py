@@ -133,3 +133,11 @@ def test_list_choices_round_trip_through_optuna_as_text() -> None:
 def test_duplicate_choices_are_refused() -> None:
     with pytest.raises(InvalidInput, match="distinct"):
         checked(spec_with(space={"lora_alpha": {"type": "categorical", "choices": [8, 8]}}))
+
+
+def test_the_budget_may_be_changed_from_the_command_line() -> None:
+    spec = parse_spec(spec_with(budget={"trials": 5, "minutes": 10}))
+    assert spec.with_budget(None, None) is spec
+    assert spec.with_budget(2, None).budget.model_dump() == {"trials": 2, "minutes": 10}
+    with pytest.raises(InvalidInput, match="budget"):
+        spec.with_budget(0, None)

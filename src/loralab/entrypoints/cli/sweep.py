@@ -72,6 +72,12 @@ def sweep(
     name: Annotated[
         str | None, typer.Option(help="Name of a new sweep (default: the file's, else a new one).")
     ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials in all (instead of the file's budget).")
+    ] = None,
+    minutes: Annotated[
+        float | None, typer.Option(help="Minutes for this worker (instead of the file's).")
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option(
@@ -88,7 +94,7 @@ def sweep(
     from .progress import RichProgress
 
     settings = load_settings()
-    spec = guard(lambda: load_spec(file))
+    spec = guard(lambda: load_spec(file).with_budget(trials, minutes))
     _quiet_libraries()
     stop = _graceful_stop()
 
