@@ -143,6 +143,19 @@ class ServingSettings(BaseModel):
     threads: int | None = Field(
         default=None, ge=1, description="torch threads for model work. Empty: all cores."
     )
+    onnx: bool = Field(
+        default=True,
+        description="merged mode: run the hot (merged) model on ONNX Runtime, exported on first "
+        "use, cached with its version and checked against PyTorch before it is used (a version "
+        "whose export fails is served through PyTorch). false: PyTorch only.",
+    )
+    onnx_threads: int | None = Field(
+        default=None, ge=1, description="ONNX Runtime intra-op threads. Empty: all cores."
+    )
+    onnx_cache_dir: Path | None = Field(
+        default=None,
+        description="Where exported ONNX models are cached. Empty: <results home>/.onnx-cache.",
+    )
 
 
 class DbSettings(BaseModel):

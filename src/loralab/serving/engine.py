@@ -7,11 +7,15 @@ adapter's weights. Adapters live in an LRU cache of ``cache_size``; the least re
 is deleted from the model when a new one needs room.
 
 ``merged`` mode instead folds one hot model's adapter into its base (no adapter arithmetic per
-layer): a little faster per batch, but a second copy of the base for that model.
+layer): a little faster per batch, but a second copy of the base for that model. With an
+:class:`~loralab.serving.onnx_cache.OnnxCache` the hot model runs on ONNX Runtime (exported on
+first use, cached with the version, checked against PyTorch); when that fails it runs on
+PyTorch, and when ORT fails at request time the batch is answered by the adapter on PyTorch.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,11 +24,15 @@ from typing import Any
 import torch
 
 from loralab.errors import InvalidInput
+from loralab.serving.onnx_cache import OnnxCache, OnnxUnavailable
 from loralab.serving.resolve import ModelHandle
 from loralab.training.catalog import ModelSourceError, resolve_model
 from loralab.training.devices import DeviceError, select_device
 from loralab.training.inference import Prediction, classify
 from loralab.training.model import check_adapter_dir, load_base_model
+from loralab.training.onnx_export import OnnxClassifier
+
+log = logging.getLogger("loralab.serving")
 
 
 @dataclass
@@ -34,10 +42,29 @@ class _Base:
     lock: threading.Lock
 
 
+@dataclass
+class _Hot:
+    """The merged (hot) model: on ONNX Runtime (``onnx``) or PyTorch (``model``)."""
+
+    tokenizer: Any
+    model: Any = None
+    onnx: OnnxClassifier | None = None
+
+    @property
+    def backend(self) -> str:
+        return "onnx" if self.onnx is not None else "pytorch"
+
+
 class ModelPool:
     """Loads, caches and runs model versions. Thread-safe."""
 
-    def __init__(self, cache_size: int = 8, device: str = "auto", precision: str = "auto") -> None:
+    def __init__(
+        self,
+        cache_size: int = 8,
+        device: str = "auto",
+        precision: str = "auto",
+        onnx: OnnxCache | None = None,
+    ) -> None:
         try:
             choice = select_device(device, precision if precision != "fp16" else "auto")
         except DeviceError as err:
@@ -47,15 +74,24 @@ class ModelPool:
         self.description = choice.description
         self.dtype = torch.bfloat16 if choice.precision == "bf16" else torch.float32
         self.cache_size = cache_size
-        self._bases: dict[tuple[str, int], _Base] = {}
+        self._bases: dict[tuple[str, int, str], _Base] = {}
         self._adapters: OrderedDict[str, ModelHandle] = OrderedDict()
-        self._merged: dict[str, tuple[Any, Any]] = {}
+        self._merged: dict[str, _Hot] = {}
+        self.onnx = onnx  # None: the hot model runs on PyTorch
+        if onnx is not None:
+            onnx.device = self.device
+        self.onnx_note: str | None = None  # why the hot model is not on ORT, when it is not
         self._lock = threading.Lock()  # guards the cache bookkeeping, not model work
 
     # -- loading --------------------------------------------------------------------------
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._adapters) + [f"{k} (merged)" for k in self._merged]
+
+    def backend(self, key: str) -> str | None:
+        """``onnx`` or ``pytorch`` for the merged (hot) version ``key``; None for others."""
+        hot = self._merged.get(key)
+        return hot.backend if hot is not None else None
 
     def ensure(self, handle: ModelHandle) -> None:
         """Make ``handle`` resident (LRU-touch it when it already is)."""
@@ -89,7 +125,9 @@ class ModelPool:
         from transformers import AutoTokenizer
 
         try:
-            model = load_base_model(resolve_model(handle.base_model), list(handle.labels))
+            model = load_base_model(
+                resolve_model(handle.base_model), list(handle.labels), handle.pooling
+            )
         except ModelSourceError as err:
             raise InvalidInput(f"{handle.key}: {err}") from None
         peft = PeftModel.from_pretrained(
@@ -115,25 +153,56 @@ class ModelPool:
                 base.model.delete_adapter(key)
 
     def merge(self, handle: ModelHandle) -> None:
-        """Serve ``handle`` from merged weights (its own copy of the base). One hot model at a
-        time: a previously merged version goes back to being served as an adapter."""
+        """Serve ``handle`` from merged weights (its own copy of the base): on ONNX Runtime
+        when the pool has an ONNX cache and the export checks out, else on PyTorch. One hot
+        model at a time: a previously merged version goes back to being served as an adapter."""
         from loralab.training.inference import load_predictor
 
         if handle.key in self._merged:
             return
         _check_safetensors(handle)
+        if self.onnx is not None:
+            try:
+                cached = self.onnx.load(handle)
+            except OnnxUnavailable as err:
+                self.onnx_note = str(err)
+                log.warning("%s runs on PyTorch: %s", handle.key, err)
+            else:
+                self.onnx_note = None
+                log.info(
+                    "%s runs on ONNX Runtime (%s, %s; max probability difference %.1e)",
+                    handle.key,
+                    "exported now" if cached.built else "from the cache",
+                    ", ".join(cached.classifier.providers),
+                    cached.max_probability_diff,
+                )
+                with self._lock:
+                    self._merged = {
+                        handle.key: _Hot(cached.classifier.tokenizer, None, cached.classifier)
+                    }
+                return
         predictor = load_predictor(handle.run, device=self.device, precision=self.precision)
         with self._lock:
-            self._merged = {handle.key: (predictor.model, predictor.tokenizer)}
+            self._merged = {handle.key: _Hot(predictor.tokenizer, predictor.model)}
 
     # -- predicting -----------------------------------------------------------------------
     def predict(self, handle: ModelHandle, texts: list[str]) -> list[Prediction]:
         """Classify ``texts`` with exactly the weights of ``handle``."""
         labels = list(handle.labels)
-        merged = self._merged.get(handle.key)
-        if merged is not None:
-            model, tokenizer = merged
-            return classify(model, tokenizer, labels, texts, self.device, handle.max_length)
+        hot = self._merged.get(handle.key)
+        if hot is not None and hot.onnx is not None:
+            try:
+                return hot.onnx.classify(texts, labels, handle.max_length)
+            except Exception as err:  # noqa: BLE001 - ORT's own errors: fall back, say why
+                log.warning(
+                    "ONNX Runtime failed for %s (%s): answering on PyTorch", handle.key, err
+                )
+                with self._lock:
+                    if self._merged.get(handle.key) is hot:
+                        self._merged = {}
+                self.onnx_note = f"ONNX Runtime failed at request time: {err}"
+        elif hot is not None:
+            return classify(hot.model, hot.tokenizer, labels, texts, self.device, handle.max_length)
         while True:
             base = self._resident(handle)
             with base.lock:

@@ -34,6 +34,7 @@ class ModelHandle:
     labels: tuple[str, ...]
     max_length: int
     stage: str | None = None
+    pooling: str = "cls"  # how it reads a sentence (model_info; runs before pooling: cls)
 
     @property
     def base_name(self) -> str:
@@ -42,9 +43,10 @@ class ModelHandle:
         return Path(self.base_model).name if local else self.base_model
 
     @property
-    def group(self) -> tuple[str, int]:
-        """Versions with the same base model and label count share one resident base."""
-        return (self.base_model, len(self.labels))
+    def group(self) -> tuple[str, int, str]:
+        """Versions with the same base model, label count and pooling share one resident base
+        (the pooling hooks sit on the base, so a cls and a mean adapter cannot share it)."""
+        return (self.base_model, len(self.labels), self.pooling)
 
 
 class ModelResolver:
@@ -197,4 +199,5 @@ def _from_run(
         labels=tuple(str(x) for x in info["labels"]),
         max_length=int(info["max_length"]),
         stage=stage,
+        pooling=str(info.get("pooling", "cls")),  # runs saved before pooling existed: [CLS]
     )

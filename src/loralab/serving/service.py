@@ -4,6 +4,9 @@ Concurrent single requests are gathered into micro-batches: the first request of
 at most ``micro_batch_wait_ms`` for others (only while the service is under load, so a lone
 client pays no wait), up to ``micro_batch_size`` texts. Model work (tokenising included) runs on
 one worker thread, off the event loop; torch uses every core inside it.
+
+In ``merged`` mode the served default version runs on ONNX Runtime when ``serving.onnx`` is on
+(see serving/onnx_cache.py); every other version runs as an adapter on PyTorch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +25,7 @@ import torch
 from loralab.errors import InvalidInput, NotFound, PayloadTooLarge
 from loralab.observability.metrics import Metrics
 from loralab.serving.engine import ModelPool
+from loralab.serving.onnx_cache import OnnxCache
 from loralab.serving.resolve import ModelHandle, ModelResolver
 from loralab.settings import Settings
 from loralab.training.inference import Prediction
@@ -110,7 +115,10 @@ class PredictionService:
             torch.set_num_threads(self.limits.threads)
         self.resolver = resolver or ModelResolver(settings)
         self.pool = pool or ModelPool(
-            self.limits.cache_size, self.limits.device, self.limits.precision
+            self.limits.cache_size,
+            self.limits.device,
+            self.limits.precision,
+            onnx=onnx_cache(settings),
         )
         self.metrics = metrics or Metrics()
         self.model = model  # served when a request names none; else chosen by _default_ref
@@ -265,9 +273,20 @@ class PredictionService:
             "labels": list(default.labels) if default else [],
             "device": self.pool.description,
             "mode": self.limits.mode,
+            "backend": self.pool.backend(default.key) if default else None,
+            "onnx_note": self.pool.onnx_note,
             "loaded": self.pool.loaded(),
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def onnx_cache(settings: Settings) -> OnnxCache | None:
+    """The ONNX cache for the hot model, when ``merged`` mode and ``serving.onnx`` want one."""
+    serving = settings.serving
+    if serving.mode != "merged" or not serving.onnx:
+        return None
+    root = serving.onnx_cache_dir or settings.storage.results_dir / ".onnx-cache"
+    return OnnxCache(Path(root), threads=serving.onnx_threads or serving.threads)
