@@ -122,8 +122,8 @@ test-v: setup ## the test suite, verbose
 	$(BIN)/python -m pytest -v
 
 lint: setup ## ruff, mypy and the import-direction contracts
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

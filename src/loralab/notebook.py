@@ -108,37 +108,11 @@ def train(
     with quiet_libraries():
         if not track:
             return run_training(cfg, settings.storage.results_dir, progress=progress, stop=stop)
-        if register:
-            from loralab.experiments import service
+        from loralab.experiments import service
 
-            return service.train(settings, cfg, progress, stop, model_name=model_name)
-        return _train_tracked(settings, cfg, progress, stop)
-
-
-def _train_tracked(
-    settings: Settings,
-    config: TrainConfig,
-    progress: ProgressReporter,
-    stop: StopSignal | None,
-) -> TrainResult:
-    """Tracked in MLflow, not registered: the data is resolved and validated like the CLI's."""
-    from loralab.datasets.service import resolve_training_data
-    from loralab.errors import InvalidInput
-    from loralab.experiments.service import INPUT_ERRORS
-    from loralab.infra.tracking import MlflowTracker
-
-    try:
-        data = resolve_training_data(settings, config)
-    except INPUT_ERRORS as err:
-        raise InvalidInput(str(err)) from None
-    return run_training(
-        data.config,
-        settings.storage.results_dir,
-        logger=MlflowTracker.from_settings(settings),
-        progress=progress,
-        stop=stop,
-        extra_tags=data.tags,
-    )
+        return service.train(
+            settings, cfg, progress, stop, model_name=model_name, register=register
+        )
 
 
 def registered_version(result: TrainResult | RunPaths) -> str | None:

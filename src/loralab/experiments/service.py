@@ -99,11 +99,12 @@ def train(
     user: str | None = None,
     model_name: str | None = None,
     run_id: str | None = None,
+    register: bool = True,
 ) -> TrainResult:
     """Check the config, data and model, then train and track the run in MLflow.
 
-    A succeeded run is registered as a new model version (Staging) named ``model_name`` (default:
-    the experiment name) with a model card; a failed registration is logged and noted, the run
+    A succeeded run is registered (unless ``register`` is False) as a new model version
+    (Staging) named ``model_name`` (default: the experiment name) with a model card; a failed registration is logged and noted, the run
     is kept (its state records ``registration_error``). ``run_id`` names the run folder (a job
     records it before training starts); default: a new id.
 
@@ -129,7 +130,7 @@ def train(
     dataset = _dataset_of(data, result)
     # a resumed run registers with the same lineage and data language
     update_state(result.run, dataset=dataset, data_language=data_language(data.report.languages))
-    if result.status == "succeeded":
+    if register and result.status == "succeeded":
         _register(settings, result, run_config, dataset, user, model_name, progress)
     return result
 

@@ -42,11 +42,11 @@ from loralab.training.interfaces import (
     MetricLogger,
     NeverStop,
     NullLogger,
-    NullProgress,
     ProgressReporter,
     StopSignal,
 )
 from loralab.training.model import trainable_parameters
+from loralab.training.notebook import default_progress
 from loralab.training.pooling import resolve_pooling
 from loralab.training.prepare import Prepared, prepare_training
 from loralab.training.runs import RunPaths, create_run, discard_run, read_state, update_state
@@ -189,7 +189,7 @@ def run_training(
         prepared,
         run,
         logger or NullLogger(),
-        progress or NullProgress(),
+        progress or default_progress(config.batch_size),
         stop or NeverStop(),
         resume_from=None,
         extra_tags=extra_tags,
@@ -233,7 +233,7 @@ def resume_training(
         prepared,
         run,
         logger or NullLogger(),
-        progress or NullProgress(),
+        progress or default_progress(config.batch_size),
         stop or NeverStop(),
         resume_from=last,
     )
