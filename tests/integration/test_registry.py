@@ -80,7 +80,9 @@ def test_training_registers_a_version_with_a_card(trained: tuple[Settings, str])
     client = MlflowModelRegistry.from_settings(settings).client
     version = client.get_model_version("tiny-sentiment", "1")
     assert version.run_id == run_id and version.tags[STAGE_TAG] == "Staging"
-    assert version.source.endswith("/adapter")
+    assert version.source.endswith("/model")  # the MLflow pyfunc model (registry/pyfunc.py)
+    logged = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert {"model/MLmodel", "model/artifacts"} <= logged
     artifacts = [a.path for a in client.list_artifacts(run_id, "model_card")]
     assert artifacts == ["model_card/tiny-sentiment@1.json"]
 

@@ -7,7 +7,11 @@ alias (an alias names exactly one version, which makes "one Production" structur
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -18,6 +22,10 @@ from loralab.settings import Settings
 STAGE_TAG = "loralab.stage"
 PRODUCTION_ALIAS = "production"
 STAGING_ALIAS = "staging"
+MODEL_ARTIFACT = "model"
+
+Packager = Callable[[Any, Path], None]
+"""Writes the MLflow model of an MLflow run (the ``mlflow.entities.Run``) into a new folder."""
 
 
 @dataclass(frozen=True)
@@ -36,21 +44,37 @@ def _not_found(err: MlflowException) -> bool:
 class MlflowModelRegistry:
     """Thin wrapper over MlflowClient's registry calls (explicit client, no global state)."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, packager: Packager | None = None) -> None:
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.packager = packager
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MlflowModelRegistry:
-        return cls(tracking_uri(settings))
+    def from_settings(
+        cls, settings: Settings, packager: Packager | None = None
+    ) -> MlflowModelRegistry:
+        return cls(tracking_uri(settings), packager)
 
     def register(self, name: str, run_id: str, artifact: str = "adapter") -> str:
-        """A new version of ``name`` from the run's logged artifact folder; returns its number."""
+        """A new version of ``name`` from the run; returns its number.
+
+        With a packager, the run's MLflow model is written and logged first (as ``model/``)
+        and the version's source is that model; a failure there raises before anything is
+        registered, so a version always has its model. Without one the source is the run's
+        ``artifact`` folder.
+        """
+        run = self.client.get_run(run_id)
+        if self.packager is not None:
+            artifact = MODEL_ARTIFACT
+            with tempfile.TemporaryDirectory(prefix="loralab-model-") as tmp:
+                model_dir = Path(tmp) / MODEL_ARTIFACT
+                self.packager(run, model_dir)
+                self.client.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT)
         try:
             self.client.create_registered_model(name)
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact}"
+        source = f"{run.info.artifact_uri}/{artifact}"
         version = self.client.create_model_version(name, source, run_id=run_id)
         return str(version.version)
 

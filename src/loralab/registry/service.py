@@ -132,8 +132,12 @@ class RegistryService:
     def registry(self) -> ModelRegistry:
         if self._registry is None:
             from loralab.infra.model_registry import MlflowModelRegistry
+            from loralab.registry.pyfunc import packager
 
-            self._registry = MlflowModelRegistry.from_settings(self.settings)
+            # every version carries an MLflow pyfunc model (registry/pyfunc.py)
+            self._registry = MlflowModelRegistry.from_settings(
+                self.settings, packager(self.settings)
+            )
         return self._registry
 
     @property

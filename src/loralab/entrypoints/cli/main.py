@@ -292,16 +292,48 @@ def _resolve_run_id(settings: Settings, run: str) -> str:
 
 @app.command()
 def predict(
-    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="One or more texts to classify (or --file).")
+    ] = None,
     run: Annotated[str, typer.Option(help="Run id, unique prefix, or 'latest'.")] = "latest",
+    model: Annotated[
+        str | None,
+        typer.Option(help="NAME@production, NAME@staging, NAME@VERSION or a run id (not --run)."),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Classify every row of a .csv, .tsv, .jsonl or .parquet file."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="With --file: the predictions CSV to write.")
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="With --file: the text column.")] = "text",
+    batch_size: Annotated[int, typer.Option(help="With --file: texts per forward pass.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """Classify texts with a trained run."""
+    """Classify texts, or every row of a file (--file ... --out preds.csv), with a trained run
+    or a registered model."""
+    from loralab.errors import InvalidInput
     from loralab.experiments import service
 
     _quiet_libraries()
     settings = load_settings()
+    if file is not None:
+        if texts or out is None:
+            guard(lambda: _raise(InvalidInput("--file needs --out and no texts")))
+            return
+        from loralab.entrypoints.cli.predict_file import predict_file_command
+
+        predict_file_command(settings, file, out, model or run, device, text_column, batch_size)
+        return
+    if not texts:
+        guard(lambda: _raise(InvalidInput("give one or more texts, or --file and --out")))
+        return
+    if model is not None:
+        from loralab.entrypoints.cli.export import resolve_run
+
+        run = guard(lambda: resolve_run(settings, model)).run_id
     run_id = _resolve_run_id(settings, run)
     predictions = guard(lambda: service.predict(settings, run_id, texts, device))
     if as_json:
@@ -315,6 +347,10 @@ def predict(
     for text, p in zip(texts, predictions, strict=True):
         table.add_row(text, p.label_name, f"{p.probability:.4f}")
     console.print(table)
+
+
+def _raise(err: Exception) -> None:
+    raise err
 
 
 @app.command()
