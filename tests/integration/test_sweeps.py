@@ -124,6 +124,9 @@ def test_cli_sweep_on_postgres_resumes_and_writes_a_recipe(
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(r.data.tags["loralab.sweep.trial"] for r in children) == ["0", "1"]
+    by_trial = {int(r.data.tags["loralab.sweep.trial"]): r.data.tags for r in children}
+    for trial in trials:
+        assert by_trial[trial["number"]]["loralab.sweep.trial_state"] == trial["state"]
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"metric_by_trial.png", "best.yaml", "trials.json"} <= artifacts
 

@@ -216,6 +216,10 @@ def _objective(
 ) -> Callable[[optuna.Trial], float]:
     import optuna
 
+    from loralab.sweeps.trials import DataCache
+
+    cache: DataCache = {}
+
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, spec.space)
         trial.set_user_attr("settings", params)
@@ -229,17 +233,21 @@ def _objective(
         )
         progress = progress_for(trial.number, params, config) if progress_for else None
         try:
-            ran = train_trial(settings, config, logger, progress, stop)
+            ran = train_trial(settings, config, logger, progress, stop, cache)
         except TrainingFailed as err:
             trial.set_user_attr("error", str(err)[:500])
             raise
         trial.set_user_attr("run_id", ran.result.run.run_id)
         trial.set_user_attr("mlflow_run_id", ran.result.tracker_run_id)
+        run_id = ran.result.tracker_run_id
         if ran.pruned:
+            logger.mark(run_id, "PRUNED")
             raise optuna.TrialPruned(f"pruned at step {logger.reported[-1][0]}")
         if stop.is_set():
+            logger.mark(run_id, "INTERRUPTED")
             trial.set_user_attr(INTERRUPTED, True)
             raise SweepStopped("stopped by the user")
+        logger.mark(run_id, "COMPLETE")
         return ran.value
 
     return objective

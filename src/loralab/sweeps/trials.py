@@ -37,6 +37,7 @@ log = logging.getLogger("loralab.sweeps")
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow nests runs (its UI and search read this tag)
 SWEEP_TAG = "loralab.sweep"
 TRIAL_TAG = "loralab.sweep.trial"
+STATE_TAG = "loralab.sweep.trial_state"
 
 
 class TrialLogger:
@@ -92,6 +93,10 @@ class TrialLogger:
         """The stop flag: the pruner has spoken."""
         return self.pruned
 
+    def mark(self, run_id: str, state: str) -> None:
+        """Tag the ended child run with how its trial ended (COMPLETE, PRUNED, ...)."""
+        self.tracker.client.set_tag(run_id, STATE_TAG, state)
+
 
 class EitherStop:
     """StopSignal: set when any of its signals is."""
@@ -112,19 +117,46 @@ class TrialRun:
     value: float
 
 
+# What resolving and validating the data reads of a config (datasets.resolve_training_data)
+DATA_FIELDS = (
+    "train_file",
+    "validation_file",
+    "text_column",
+    "label_column",
+    "labels",
+    "base_model",
+    "max_length",
+)
+DataCache = dict[tuple[Any, ...], "datasets.TrainingData"]
+
+
+def _resolve_data(
+    settings: Settings, config: TrainConfig, source: str | None, cache: DataCache
+) -> tuple[datasets.TrainingData, TrainConfig]:
+    """The checked data and the config to train with. Trials that search only training
+    settings share one validation pass (on SST-2 it takes longer than a short trial)."""
+    key = tuple(str(getattr(config, name)) for name in DATA_FIELDS)
+    data = cache.get(key)
+    if data is None:
+        located = config.model_copy(update={"base_model": source}) if source else config
+        data = cache[key] = datasets.resolve_training_data(settings, located)
+    resolved = {name: getattr(data.config, name) for name in DATA_FIELDS[:4]}
+    return data, config.model_copy(update=resolved)
+
+
 def train_trial(
     settings: Settings,
     config: TrainConfig,
     logger: TrialLogger,
     progress: ProgressReporter | None,
     stop: StopSignal,
+    cache: DataCache | None = None,
 ) -> TrialRun:
-    """Resolve and check the data (registered datasets too), then train one trial's run."""
+    """Resolve and check the data (registered datasets too; ``cache`` keeps what earlier
+    trials of the sweep resolved), then train one trial's run."""
     source = base_model_source(settings, config.base_model)
-    located = config.model_copy(update={"base_model": source}) if source else config
     try:
-        data = datasets.resolve_training_data(settings, located)
-        run_config = data.config.model_copy(update={"base_model": config.base_model})
+        data, run_config = _resolve_data(settings, config, source, {} if cache is None else cache)
         prepared = prepare_training(run_config, source)
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None

@@ -19,6 +19,8 @@ class RecordingTracker:
     """A hand-written MlflowTracker stand-in: what the trial sent where."""
 
     def __init__(self) -> None:
+        self.client = self  # MlflowTracker.client: tags on ended runs
+        self.run_tags: dict[tuple[str, str], str] = {}
         self.tags: dict[str, str] = {}
         self.metrics: list[tuple[dict[str, float], int]] = []
         self.ended: str | None = None
@@ -31,6 +33,9 @@ class RecordingTracker:
 
     def log_params(self, params: dict[str, Any]) -> None:
         pass
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.run_tags[(run_id, key)] = value
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.metrics.append((metrics, step))
@@ -76,6 +81,8 @@ def test_a_trial_behind_the_median_is_pruned_at_its_evaluation() -> None:
     assert behind.pruned and behind.reported == [(10, 0.75), (20, 0.6)]  # stopped at step 20
     ahead = run_curve(study, [0.8, 0.85, 0.92])
     assert not ahead.pruned
+    behind.mark("child-run", "PRUNED")
+    assert behind.tracker.run_tags == {("child-run", "loralab.sweep.trial_state"): "PRUNED"}  # type: ignore[attr-defined]
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "PRUNED", "COMPLETE"]
     # every metric still reaches MLflow, evaluations and steps alike
@@ -125,3 +132,30 @@ def test_each_pruner_kind_builds(kind: str) -> None:
     from loralab.sweeps.spec import PrunerSpec
 
     assert isinstance(PrunerSpec(kind=kind).build(), optuna.pruners.BasePruner)  # type: ignore[arg-type]
+
+
+def test_trials_that_search_only_training_settings_share_one_data_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loralab.datasets import service as datasets
+    from loralab.settings import Settings
+    from loralab.sweeps import trials
+
+    calls: list[TrainConfig] = []
+
+    def resolve(settings: Settings, config: TrainConfig) -> Any:
+        calls.append(config)
+        resolved = config.model_copy(update={"train_file": "/store/objects/abc.jsonl"})
+        return datasets.TrainingData(resolved, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(datasets, "resolve_training_data", resolve)
+    cache: trials.DataCache = {}
+    base = TrainConfig(train_file="reviews@v1")
+    for lr in (0.001, 0.002):
+        _, config = trials._resolve_data(
+            Settings(), base.model_copy(update={"learning_rate": lr}), None, cache
+        )
+        assert config.train_file == "/store/objects/abc.jsonl" and config.learning_rate == lr
+    assert len(calls) == 1
+    trials._resolve_data(Settings(), base.model_copy(update={"max_length": 64}), None, cache)
+    assert len(calls) == 2  # a setting the data check reads: checked again
