@@ -188,12 +188,15 @@ def write_onnx(run: RunPaths, info: dict[str, Any], folder: Path) -> dict[str, A
 
     The traced graph is checked against the PyTorch model it came from on fixed texts (same
     labels, probabilities within 1e-3) before the folder is published."""
-    from loralab.training.onnx_export import (
-        OnnxClassifier,
-        OnnxExportError,
-        check_agreement,
-        export_onnx,
-    )
+    try:
+        from loralab.training.onnx_export import (
+            OnnxClassifier,
+            OnnxExportError,
+            check_agreement,
+            export_onnx,
+        )
+    except ImportError as err:  # onnx / onnxruntime are dependencies, but say what is missing
+        raise ExportError(f"ONNX export is not available here: {err}") from None
 
     predictor = _load_merged(run)
     labels = [str(x) for x in info["labels"]]
