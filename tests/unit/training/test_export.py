@@ -186,7 +186,6 @@ def test_adapter_loads_with_peft(
 def test_onnx_runs_with_onnxruntime(
     runs: dict[str, RunPaths], tmp_path: Path, pooling: str
 ) -> None:
-    pytest.importorskip("loralab.training.onnx_export")
     import subprocess
     import sys
 
