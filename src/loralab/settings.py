@@ -152,6 +152,11 @@ class ServingSettings(BaseModel):
     onnx_threads: int | None = Field(
         default=None, ge=1, description="ONNX Runtime intra-op threads. Empty: all cores."
     )
+    onnx_spin: bool = Field(
+        default=False,
+        description="Let idle ONNX Runtime threads busy-wait for the next request (lower latency "
+        "on an otherwise idle machine; off: they leave the cores to the event loop).",
+    )
     onnx_cache_dir: Path | None = Field(
         default=None,
         description="Where exported ONNX models are cached. Empty: <results home>/.onnx-cache.",

@@ -136,10 +136,13 @@ def _folder_name(key: str, digest: str) -> str:
 class OnnxCache:
     """Exports, verifies and opens ONNX models of served versions under ``root``."""
 
-    def __init__(self, root: Path, *, threads: int | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, root: Path, *, threads: int | None = None, device: str = "cpu", spin: bool = False
+    ) -> None:
         self.root = root
         self.threads = threads
         self.device = device
+        self.spin = spin
 
     def folder(self, handle: ModelHandle) -> Path:
         return self.root / _folder_name(handle.key, _digest(fingerprint(handle)))
@@ -193,7 +196,9 @@ class OnnxCache:
         return CachedOnnx(classifier, folder, built=False, max_probability_diff=diff)
 
     def _session(self, path: Path, tokenizer: Any) -> OnnxClassifier:
-        return OnnxClassifier(path, tokenizer, threads=self.threads, device=self.device)
+        return OnnxClassifier(
+            path, tokenizer, threads=self.threads, device=self.device, spin=self.spin
+        )
 
     # -- building -------------------------------------------------------------------------
     def _build(

@@ -289,4 +289,6 @@ def onnx_cache(settings: Settings) -> OnnxCache | None:
     if serving.mode != "merged" or not serving.onnx:
         return None
     root = serving.onnx_cache_dir or settings.storage.results_dir / ".onnx-cache"
-    return OnnxCache(Path(root), threads=serving.onnx_threads or serving.threads)
+    return OnnxCache(
+        Path(root), threads=serving.onnx_threads or serving.threads, spin=serving.onnx_spin
+    )
