@@ -164,7 +164,9 @@ class ModelPool:
         if self.onnx is not None:
             try:
                 cached = self.onnx.load(handle)
-            except OnnxUnavailable as err:
+            except Exception as err:  # noqa: BLE001 - whatever ORT or the export raised
+                if not isinstance(err, OnnxUnavailable):
+                    err = OnnxUnavailable(f"{type(err).__name__}: {err}")
                 self.onnx_note = str(err)
                 log.warning("%s runs on PyTorch: %s", handle.key, err)
             else:

@@ -157,15 +157,20 @@ class OnnxCache:
         digest = _digest(parts)
         folder = self.root / _folder_name(handle.key, digest)
         tokenizer = _tokenizer(handle)
-        with file_lock(self.root / ".locks" / f"{folder.name}.lock"):
-            try:
-                return self._open(folder, digest, handle, tokenizer)
-            except _Stale as why:
-                if folder.exists():
-                    log.warning("ONNX cache of %s is not usable (%s): rebuilding", handle.key, why)
-                else:
-                    log.info("ONNX cache of %s: none yet, exporting", handle.key)
-            return self._build(folder, parts, digest, handle, tokenizer)
+        try:
+            with file_lock(self.root / ".locks" / f"{folder.name}.lock"):
+                try:
+                    return self._open(folder, digest, handle, tokenizer)
+                except _Stale as why:
+                    if folder.exists():
+                        log.warning(
+                            "ONNX cache of %s is not usable (%s): rebuilding", handle.key, why
+                        )
+                    else:
+                        log.info("ONNX cache of %s: none yet, exporting", handle.key)
+                return self._build(folder, parts, digest, handle, tokenizer)
+        except OSError as err:  # an unwritable or full cache folder
+            raise OnnxUnavailable(f"ONNX cache {self.root}: {err}") from err
 
     # -- reading --------------------------------------------------------------------------
     def _open(self, folder: Path, digest: str, handle: ModelHandle, tokenizer: Any) -> CachedOnnx:

@@ -180,3 +180,15 @@ def test_the_pool_serves_the_hot_model_on_onnx(
     # a version that is not hot runs as an adapter on PyTorch
     assert pool.backend(runs["cls"].key) is None
     _check_same(pool.predict(runs["cls"], TEXTS), runs["cls"])
+
+
+def test_an_unusable_cache_folder_leaves_the_version_on_pytorch(
+    runs: dict[str, ModelHandle], tmp_path: Path
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    pool = ModelPool(cache_size=2, device="cpu", precision="fp32", onnx=OnnxCache(blocked))
+    pool.merge(runs["cls"])
+    assert pool.backend(runs["cls"].key) == "pytorch"
+    assert pool.onnx_note is not None and "ONNX cache" in pool.onnx_note
+    _check_same(pool.predict(runs["cls"], TEXTS), runs["cls"])
