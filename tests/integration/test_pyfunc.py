@@ -104,6 +104,21 @@ def test_the_model_is_small_and_references_its_base(
     assert not any(p.suffix in {".pkl", ".pickle", ".bin"} for p in files)  # nothing pickled
 
 
+def test_mlflow_scoring_server_answers(trained: tuple[Settings, RunPaths], mlflow_uri: str) -> None:
+    """The app ``mlflow models serve`` runs, in process: /ping and /invocations."""
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    client = TestClient(scoring_server.init(mlflow.pyfunc.load_model("models:/pyfunc-sent/1")))
+    assert client.get("/ping").status_code == 200
+    body = {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}}
+    answer = client.post("/invocations", json=body)
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    expected = load_predictor(trained[1], device="cpu").predict(TEXTS)
+    assert [p["label_name"] for p in predictions] == [p.label_name for p in expected]
+
+
 def test_bad_input_is_a_clear_error(trained: tuple[Settings, RunPaths], mlflow_uri: str) -> None:
     model = mlflow.pyfunc.load_model("models:/pyfunc-sent/1")
     with pytest.raises(Exception, match="text"):
