@@ -316,8 +316,10 @@ def serve_process(home: str, run_id: str, port: int, serving: dict[str, Any]) ->
     from loralab.entrypoints.api.serving_app import create_serving_app
 
     quiet_transformers()
+    serving = dict(serving)
+    options = serving.pop("uvicorn", {})  # loop / http choices (a lever); default: as the CLI
     app = create_serving_app(make_settings(Path(home), **serving), model=run_id)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **options)
 
 
 class Server:
@@ -696,6 +698,373 @@ def print_table(data: dict[str, Any]) -> None:
             )
 
 
+# -- 6. issue 14: the side-by-side targets and the levers ---------------------------------------
+TARGET_VS_PIPELINE_INPROC = 0.6
+TARGET_VS_PIPELINE_HTTP = 1.3
+TARGET_VS_PIPELINE_RPS = 1.2
+TARGET_AGREEMENT = 0.995
+TARGET_COLD_START_S = 5.0
+
+
+def agreement(service: Any, dev: list[tuple[str, str]], batch: int = 32) -> dict[str, Any]:
+    """Labels of the served hot model (ONNX Runtime) vs the fp32 PyTorch merged model on every
+    dev text, the largest difference of any class probability, and both accuracies."""
+    from loralab.training.inference import load_predictor
+
+    predictor = load_predictor(service.default.run, device="cpu", precision="fp32")
+    texts = [t for t, _ in dev]
+    gold = [g for _, g in dev]
+    served: list[Any] = []
+    for start in range(0, len(texts), batch):
+        served.extend(service.pool.predict(service.default, texts[start : start + batch]))
+    ref = predictor.predict(texts, batch_size=batch)
+    same = sum(a.label_name == b.label_name for a, b in zip(served, ref, strict=True))
+    diff = max(
+        abs(a.probabilities[k] - b.probabilities[k])
+        for a, b in zip(served, ref, strict=True)
+        for k in a.probabilities
+    )
+    return {
+        "texts": len(texts),
+        "agreement": round(same / len(texts), 5),
+        "disagreements": len(texts) - same,
+        "max_probability_diff": float(f"{diff:.3g}"),
+        "accuracy_served": round(
+            sum(p.label_name == g for p, g in zip(served, gold, strict=True)) / len(texts), 4
+        ),
+        "accuracy_pytorch_fp32": round(
+            sum(p.label_name == g for p, g in zip(ref, gold, strict=True)) / len(texts), 4
+        ),
+    }
+
+
+def int8_lever(
+    run_dir: Path, tmp: Path, texts: list[str], dev: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Dynamic int8 (onnxruntime.quantization) of the exported model: agreement with fp32
+    PyTorch on dev and p50 of one text, beside the fp32 ONNX model it came from."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from loralab.training.inference import load_predictor
+    from loralab.training.onnx_export import OnnxClassifier, export_onnx
+
+    predictor = load_predictor(run_dir, device="cpu", precision="fp32")
+    fp32_path = export_onnx(predictor.model, predictor.tokenizer, tmp / "onnx-fp32")
+    int8_path = tmp / "onnx-int8" / "model.onnx"
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    labels, max_length = predictor.labels, predictor.max_length
+    out: dict[str, Any] = {}
+    dev_texts = [t for t, _ in dev]
+    ref = predictor.predict(dev_texts)
+    for name, path in (("onnx fp32", fp32_path), ("onnx dynamic int8", int8_path)):
+        clf = OnnxClassifier(path, predictor.tokenizer)
+        got: list[Any] = []
+        for start in range(0, len(dev_texts), 32):
+            got.extend(clf.classify(dev_texts[start : start + 32], labels, max_length))
+        same = sum(a.label_name == b.label_name for a, b in zip(got, ref, strict=True))
+
+        def one(text: str, c: Any = clf) -> Any:
+            return c.classify([text], labels, max_length)
+
+        lat = time_each(one, texts, 20)
+        out[name] = {
+            "agreement": round(same / len(dev_texts), 5),
+            "p50_ms": summary(lat)["p50_ms"],
+            "size_mb": round(path.stat().st_size / MB, 1),
+        }
+    return out
+
+
+def pipeline_batch_rate(pipe: Any, texts: list[str], batch: int = 32, rounds: int = 3) -> float:
+    """Texts per second of the HF pipeline given the texts in batches of ``batch`` (best of
+    ``rounds`` passes over ``texts``)."""
+    pipe(texts[:batch], batch_size=batch)
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        pipe(texts, batch_size=batch)
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return best
+
+
+def cold_start(home: Path, run_id: str, text: str, **serving: Any) -> float:
+    """Seconds from starting a server process (spawned, as `loralab serve` is started) to its
+    first successful ``POST /predict`` answer."""
+    import httpx
+
+    start = time.perf_counter()
+    server = Server(home, run_id, **serving)
+    try:
+        deadline = start + 300
+        while time.perf_counter() < deadline:
+            if not server.proc.is_alive():
+                raise SystemExit(f"cold-start server {serving} exited with {server.proc.exitcode}")
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.post(f"{server.url}/predict", json={"text": text}, timeout=30)
+                if answer.status_code == 200:
+                    return time.perf_counter() - start
+            time.sleep(0.02)
+        raise SystemExit("cold-start server gave no answer in 300 s")
+    finally:
+        server.stop()
+
+
+def serialization_lever(answer: dict[str, Any], reps: int = 20000) -> dict[str, float]:
+    """Microseconds to turn one /predict answer into JSON bytes: what the route does now
+    (pydantic model, then its JSON), stdlib json, and orjson."""
+    import orjson
+
+    from loralab.entrypoints.api.schemas import PredictResponse
+
+    ways: dict[str, Callable[[], Any]] = {
+        "pydantic validate + dump_json (now)": lambda: PredictResponse.model_validate(
+            answer
+        ).model_dump_json(),
+        "json.dumps": lambda: json.dumps(answer).encode(),
+        "orjson.dumps": lambda: orjson.dumps(answer),
+    }
+    out = {}
+    for name, fn in ways.items():
+        fn()
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        out[name] = round((time.perf_counter() - start) / reps * 1e6, 2)
+    return out
+
+
+def tokenizer_lever(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, float]:
+    """Microseconds per text for the tokenizer paths a one-text request could take."""
+    ways: dict[str, Callable[[str], Any]] = {
+        "tokenizer([t], padding=True, return_tensors=np) (now)": lambda t: tokenizer(
+            [t], truncation=True, max_length=max_length, padding=True, return_tensors="np"
+        ),
+        "tokenizer(t, return_tensors=np), no padding": lambda t: tokenizer(
+            t, truncation=True, max_length=max_length, return_tensors="np"
+        ),
+        "fast backend encode (tokenizers.Tokenizer)": lambda t: tokenizer.backend_tokenizer.encode(
+            t
+        ),
+    }
+    out = {}
+    for name, fn in ways.items():
+        lat = time_each(fn, texts, 20)
+        out[name] = round(statistics.median(lat) * 1e6, 1)
+    return out
+
+
+def bench_targets(
+    home: Path, run_id: str, texts: list[str], dev: list[tuple[str, str]], tmp: Path, args: Any
+) -> dict[str, Any]:
+    """Issue 14's table, in one run on one model and one set of texts, plus the levers."""
+    import httpx
+    from transformers import pipeline
+
+    from loralab.serving.service import PredictionService
+    from loralab.training.devices import cpu_supports_bf16
+    from loralab.training.inference import load_predictor
+    from loralab.training.runs import find_run
+
+    run = find_run(home, run_id)
+    cache = tmp / "onnx-cache"
+    out: dict[str, Any] = {}
+
+    # cold start first (nothing else of ours running): an empty ONNX cache, then a warm one
+    print("\ncold start: process start -> first /predict answer ...", flush=True)
+    out["cold_start_s"] = {
+        "merged, onnx, empty cache (exports)": round(
+            cold_start(home, run_id, texts[0], mode="merged", onnx_cache_dir=str(cache)), 2
+        ),
+        "merged, onnx, warm cache": round(
+            cold_start(home, run_id, texts[0], mode="merged", onnx_cache_dir=str(cache)), 2
+        ),
+        "merged, pytorch": round(cold_start(home, run_id, texts[0], mode="merged", onnx=False), 2),
+    }
+    for name, s in out["cold_start_s"].items():
+        print(f"  {name}: {s:.2f} s", flush=True)
+
+    servers = {
+        "onnx (uvicorn auto: uvloop + httptools)": Server(
+            home, run_id, mode="merged", onnx_cache_dir=str(cache)
+        ),
+        "onnx (uvicorn asyncio + h11)": Server(
+            home,
+            run_id,
+            mode="merged",
+            onnx_cache_dir=str(cache),
+            uvicorn={"loop": "asyncio", "http": "h11"},
+        ),
+        "pytorch fp32": Server(home, run_id, mode="merged", onnx=False, precision="fp32"),
+    }
+    try:
+        for srv in servers.values():
+            srv.wait_ready()
+        contenders: dict[str, Callable[[str], Any]] = {}
+        with contextlib.ExitStack() as stack:
+            fp32 = load_predictor(run, device="cpu", precision="fp32")
+            pipe = pipeline(
+                "text-classification",
+                model=fp32.model,
+                tokenizer=fp32.tokenizer,
+                device=torch.device("cpu"),
+            )
+            contenders["HF pipeline, merged fp32 (baseline)"] = pipe
+            services: dict[str, Any] = {}
+            precisions: dict[str, tuple[dict[str, Any], str]] = {
+                "onnx": ({"onnx_cache_dir": cache}, "auto")
+            }
+            precisions["pytorch fp32"] = ({"onnx": False}, "fp32")
+            if cpu_supports_bf16():
+                precisions["pytorch bf16"] = ({"onnx": False}, "bf16")
+            for name, (extra, prec) in precisions.items():
+                service = PredictionService(
+                    make_settings(home, mode="merged", precision=prec, **extra), model=run_id
+                )
+                service.load_default()
+                stack.callback(service.close)
+                services[name] = service
+                backend = service.pool.backend(service.default.key)
+                contenders[f"loralab in process, merged, {name} [{backend}]"] = service.predict_sync
+            for name, srv in servers.items():
+                client = stack.enter_context(httpx.Client(base_url=srv.url, timeout=30))
+
+                def call(text: str, c: httpx.Client = client) -> float:
+                    response = c.post("/predict", json={"text": text})
+                    response.raise_for_status()
+                    return float(response.json()["latency_ms"])
+
+                contenders[f"HTTP /predict, 1 keep-alive client, {name}"] = call
+            print(
+                f"\ntargets: one text at a time, {len(texts)} SST-2 dev texts, contenders in "
+                "turns of 25",
+                flush=True,
+            )
+            out["latency"] = bench_latency(contenders, texts, min(20, len(texts)))
+            for name, s in out["latency"].items():
+                print(f"  {name}: {fmt(s)}", flush=True)
+            out["pipeline_batch32_texts_per_s"] = round(pipeline_batch_rate(pipe, texts), 1)
+            print(
+                f"  HF pipeline, batch 32 in process: {out['pipeline_batch32_texts_per_s']:.0f} "
+                "texts/s",
+                flush=True,
+            )
+            onnx_service = services["onnx"]
+            out["backend"] = onnx_service.pool.backend(onnx_service.default.key)
+            out["agreement"] = agreement(onnx_service, dev)
+            print(f"  agreement on {len(dev)} dev texts: {out['agreement']}", flush=True)
+            if cpu_supports_bf16():
+                out["agreement_bf16"] = agreement(services["pytorch bf16"], dev)
+            answer = onnx_service.predict_sync(texts[0])
+            out["serialization_us"] = serialization_lever(answer)
+            out["tokenizer_us"] = tokenizer_lever(
+                fp32.tokenizer, texts, onnx_service.default.max_length
+            )
+        print(f"\n{args.clients} concurrent clients against the ONNX server ...", flush=True)
+        out["concurrent"] = bench_concurrent(
+            {k: servers[k] for k in ("onnx (uvicorn auto: uvloop + httptools)", "pytorch fp32")},
+            texts,
+            args.requests,
+            args.clients,
+            args.rounds,
+        )
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    if not args.no_int8:
+        print("\nlever: dynamic int8 ONNX ...", flush=True)
+        out["int8"] = int8_lever(run, tmp, texts, dev)
+    return out
+
+
+def print_targets(t: dict[str, Any]) -> None:
+    """Issue 14's table: each measure, its baseline from the same run, the ratio, the target."""
+    lat = t["latency"]
+    base = lat["HF pipeline, merged fp32 (baseline)"]["p50_ms"]
+    onnx_name = next(k for k in lat if k.startswith("loralab in process, merged, onnx"))
+    http_name = "HTTP /predict, 1 keep-alive client, onnx (uvicorn auto: uvloop + httptools)"
+    conc = t["concurrent"]["onnx (uvicorn auto: uvloop + httptools)"]
+    rate = t["pipeline_batch32_texts_per_s"]
+    agree = t["agreement"]
+    cold = t["cold_start_s"]["merged, onnx, warm cache"]
+    rows = [
+        (
+            "in-process p50, one SST-2 sentence",
+            f"{lat[onnx_name]['p50_ms']:.2f} ms",
+            f"pipeline fp32 {base:.2f} ms",
+            ratio(lat[onnx_name]["p50_ms"], base),
+            f"<= {TARGET_VS_PIPELINE_INPROC:g}x",
+            lat[onnx_name]["p50_ms"] / base <= TARGET_VS_PIPELINE_INPROC,
+        ),
+        (
+            "HTTP /predict p50, one keep-alive client",
+            f"{lat[http_name]['p50_ms']:.2f} ms",
+            f"pipeline fp32 {base:.2f} ms",
+            ratio(lat[http_name]["p50_ms"], base),
+            f"<= {TARGET_VS_PIPELINE_HTTP:g}x",
+            lat[http_name]["p50_ms"] / base <= TARGET_VS_PIPELINE_HTTP,
+        ),
+        (
+            "HTTP req/s, 32 clients",
+            f"{conc['requests_per_s']:.0f} req/s",
+            f"pipeline batch-32 {rate:.0f} texts/s",
+            ratio(conc["requests_per_s"], rate),
+            f">= {TARGET_VS_PIPELINE_RPS:g}x",
+            conc["requests_per_s"] / rate >= TARGET_VS_PIPELINE_RPS,
+        ),
+        (
+            f"label agreement, fp32 PyTorch, {agree['texts']} dev",
+            f"{agree['agreement'] * 100:.2f} %",
+            f"max prob diff {agree['max_probability_diff']:.2g}",
+            "-",
+            f">= {TARGET_AGREEMENT * 100:g} %",
+            agree["agreement"] >= TARGET_AGREEMENT,
+        ),
+        (
+            "cold start (process start -> answer)",
+            f"{cold:.2f} s",
+            f"empty cache {t['cold_start_s']['merged, onnx, empty cache (exports)']:.2f} s",
+            "-",
+            f"<= {TARGET_COLD_START_S:g} s",
+            cold <= TARGET_COLD_START_S,
+        ),
+    ]
+    print(f"\n== issue 14 targets (hot model on: {t['backend']}), one run, same model and texts")
+    head = ("measure", "loralab", "baseline (same run)", "ratio", "target", "met")
+    table = [(*r[:5], "yes" if r[5] else "NO") for r in rows]
+    widths = [max(len(str(x[i])) for x in [head, *table]) for i in range(len(head))]
+    for row in [head, *table]:
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    print("\n== levers (one text at a time, p50 ms; vs the pipeline fp32 baseline)")
+    for name, s in lat.items():
+        print(
+            f"  {name}: p50 {s['p50_ms']:.2f} ms ({ratio(s['p50_ms'], base)}), "
+            f"p99 {s['p99_ms']:.2f}"
+        )
+    for name, s in t["concurrent"].items():
+        print(
+            f"  32 clients, {name}: {s['requests_per_s']:.0f} req/s, mean batch {s['mean_batch']}"
+        )
+    for name, secs in t["cold_start_s"].items():
+        print(f"  cold start, {name}: {secs:.2f} s")
+    if "agreement_bf16" in t:
+        b = t["agreement_bf16"]
+        print(
+            f"  bf16 PyTorch vs fp32: agreement {b['agreement'] * 100:.2f} %, "
+            f"max diff {b['max_probability_diff']:.2g}"
+        )
+    for name, us in t["serialization_us"].items():
+        print(f"  answer -> JSON, {name}: {us:.1f} us")
+    for name, us in t["tokenizer_us"].items():
+        print(f"  tokenize one text, {name}: {us:.1f} us")
+    for name, s in t.get("int8", {}).items():
+        print(
+            f"  {name}: agreement {s['agreement'] * 100:.2f} %, p50 {s['p50_ms']:.2f} ms, "
+            f"{s['size_mb']:.0f} MB"
+        )
+    t["met"] = {r[0]: bool(r[5]) for r in rows}
+
+
 # -- main ---------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -757,6 +1126,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="smoke run: 20 training steps, 100 texts, 400 requests x 1 round, waits 2 only, "
         "no merged-memory figure",
     )
+    parser.add_argument(
+        "--targets-only",
+        action="store_true",
+        help="only issue 14's side-by-side table and its levers (cold start, ONNX Runtime vs "
+        "PyTorch fp32/bf16 vs the HF pipeline, HTTP, 32 clients, SST-2 dev agreement, int8); "
+        "skips the micro-batching waits and memory sections",
+    )
+    parser.add_argument("--no-int8", action="store_true", help="skip the dynamic int8 ONNX lever")
     parser.add_argument(
         "--out",
         type=Path,
@@ -850,99 +1227,110 @@ def main(argv: list[str] | None = None) -> int:
         tok = AutoTokenizer.from_pretrained(str(find_run(home, run_id).tokenizer))
         mean_tokens = statistics.fmean(len(tok(t)["input_ids"]) for t in texts)
 
-        # servers (separate processes): started together, measured in interleaved turns
+        precision = "fp32"  # of loralab's own servers; set by the sections below
         waits = list(dict.fromkeys([2.0, *args.wait_list]))
-        print("\nstarting servers (uvicorn in separate processes, as `loralab serve`) ...")
-        specs: dict[str, dict[str, Any]] = {
-            "adapters": {"mode": "adapters"},
-            "merged": {"mode": "merged"},
-            "no batching (micro_batch_size=1)": {"micro_batch_size": 1},
-        }
-        for wait in waits:
-            label = " (default)" if wait == 2.0 else ""
-            specs[f"micro-batching, wait {wait:g} ms{label}"] = (
-                {"micro_batch_wait_ms": wait} if wait != 2.0 else {}
-            )
-        if not args.quick:  # does torch on every core starve the event loop? (serving.threads)
-            specs["no batching, serving.threads=1"] = {"micro_batch_size": 1, "threads": 1}
-            specs["micro-batching, wait 2 ms, serving.threads=1"] = {"threads": 1}
-        servers: dict[str, Server] = {}
-        try:
-            for name, serving in specs.items():
-                if serving == {} and "adapters" in servers:
-                    servers[name] = servers["adapters"]  # the defaults: one server
-                    continue
-                servers[name] = Server(home, run_id, **serving)
-            for srv in dict.fromkeys(servers.values()):
-                srv.wait_ready()
-            data["server_rss_mb"] = {
-                name: round(rss_mb(servers[name].pid), 1) for name in ("adapters", "merged")
+        if not args.targets_only:
+            # servers (separate processes): started together, measured in interleaved turns
+            waits = list(dict.fromkeys([2.0, *args.wait_list]))
+            print("\nstarting servers (uvicorn in separate processes, as `loralab serve`) ...")
+            specs: dict[str, dict[str, Any]] = {
+                "adapters": {"mode": "adapters"},
+                "merged": {"mode": "merged"},
+                "no batching (micro_batch_size=1)": {"micro_batch_size": 1},
             }
-
-            # 2./3. one text at a time
-            print(
-                f"\none text at a time: {len(texts)} SST-2 dev texts (mean {mean_tokens:.1f} "
-                f"tokens), after {warmup} warm-up texts; contenders take turns in blocks of 25",
-                flush=True,
-            )
-            with contextlib.ExitStack() as stack:
-                contenders, precision = latency_contenders(
-                    home,
-                    run_id,
-                    {m: servers[m].url for m in ("adapters", "merged")},
-                    stack,
+            for wait in waits:
+                label = " (default)" if wait == 2.0 else ""
+                specs[f"micro-batching, wait {wait:g} ms{label}"] = (
+                    {"micro_batch_wait_ms": wait} if wait != 2.0 else {}
                 )
-                latency = bench_latency(contenders, texts, warmup)
-            for name, s in latency.items():
-                print(f"  {name}: {fmt(s)}", flush=True)
-            data["in_process"] = {k: v for k, v in latency.items() if "HTTP" not in k}
-            data["http_single"] = {k: v for k, v in latency.items() if "HTTP" in k}
-            gc.collect()
+            if not args.quick:  # does torch on every core starve the event loop? (serving.threads)
+                specs["no batching, serving.threads=1"] = {"micro_batch_size": 1, "threads": 1}
+                specs["micro-batching, wait 2 ms, serving.threads=1"] = {"threads": 1}
+            servers: dict[str, Server] = {}
+            try:
+                for name, serving in specs.items():
+                    if serving == {} and "adapters" in servers:
+                        servers[name] = servers["adapters"]  # the defaults: one server
+                        continue
+                    servers[name] = Server(home, run_id, **serving)
+                for srv in dict.fromkeys(servers.values()):
+                    srv.wait_ready()
+                data["server_rss_mb"] = {
+                    name: round(rss_mb(servers[name].pid), 1) for name in ("adapters", "merged")
+                }
 
-            # 4. concurrent clients
-            print(
-                f"\n{args.clients} concurrent clients, {args.requests} requests per round, "
-                f"{args.rounds} round(s)",
-                flush=True,
-            )
-            load_servers = {
-                name: servers[name] for name in specs if name not in ("adapters", "merged")
+                # 2./3. one text at a time
+                print(
+                    f"\none text at a time: {len(texts)} SST-2 dev texts (mean {mean_tokens:.1f} "
+                    f"tokens), after {warmup} warm-up texts; contenders take turns in blocks of 25",
+                    flush=True,
+                )
+                with contextlib.ExitStack() as stack:
+                    contenders, precision = latency_contenders(
+                        home,
+                        run_id,
+                        {m: servers[m].url for m in ("adapters", "merged")},
+                        stack,
+                    )
+                    latency = bench_latency(contenders, texts, warmup)
+                for name, s in latency.items():
+                    print(f"  {name}: {fmt(s)}", flush=True)
+                data["in_process"] = {k: v for k, v in latency.items() if "HTTP" not in k}
+                data["http_single"] = {k: v for k, v in latency.items() if "HTTP" in k}
+                gc.collect()
+
+                # 4. concurrent clients
+                print(
+                    f"\n{args.clients} concurrent clients, {args.requests} requests per round, "
+                    f"{args.rounds} round(s)",
+                    flush=True,
+                )
+                load_servers = {
+                    name: servers[name] for name in specs if name not in ("adapters", "merged")
+                }
+                conc = bench_concurrent(
+                    load_servers, texts, args.requests, args.clients, args.rounds
+                )
+            finally:
+                for srv in dict.fromkeys(servers.values()):
+                    srv.stop()
+            base_rps = conc["no batching (micro_batch_size=1)"]["requests_per_s"]
+            batched = {
+                k: v
+                for k, v in conc.items()
+                if k.startswith("micro-batching") and "threads" not in k
             }
-            conc = bench_concurrent(load_servers, texts, args.requests, args.clients, args.rounds)
-        finally:
-            for srv in dict.fromkeys(servers.values()):
-                srv.stop()
-        base_rps = conc["no batching (micro_batch_size=1)"]["requests_per_s"]
-        batched = {
-            k: v for k, v in conc.items() if k.startswith("micro-batching") and "threads" not in k
-        }
-        best_name = max(batched, key=lambda k: batched[k]["requests_per_s"])
-        default_name = "micro-batching, wait 2 ms (default)"
-        data["http_concurrent"] = conc
-        data["batching"] = {
-            "best": best_name,
-            "best_wait_ms": float(best_name.split("wait ")[1].split(" ms")[0]),
-            "waits_requests_per_s": {k: v["requests_per_s"] for k, v in batched.items()},
-            "best_ratio": round(batched[best_name]["requests_per_s"] / base_rps, 2),
-            "default_ratio": round(conc[default_name]["requests_per_s"] / base_rps, 2),
-        }
+            best_name = max(batched, key=lambda k: batched[k]["requests_per_s"])
+            default_name = "micro-batching, wait 2 ms (default)"
+            data["http_concurrent"] = conc
+            data["batching"] = {
+                "best": best_name,
+                "best_wait_ms": float(best_name.split("wait ")[1].split(" ms")[0]),
+                "waits_requests_per_s": {k: v["requests_per_s"] for k, v in batched.items()},
+                "best_ratio": round(batched[best_name]["requests_per_s"] / base_rps, 2),
+                "default_ratio": round(conc[default_name]["requests_per_s"] / base_rps, 2),
+            }
 
-        # 5. memory
-        print(f"\nmemory: fresh processes with 1 and {args.adapters} adapters ...", flush=True)
-        copies = make_adapter_copies(home, run_id, args.adapters, tmp / "copies")
-        memory = {"adapters": measure_memory("adapters", copies)}
-        print(
-            f"  {args.adapters} adapters: +{memory['adapters']['added_by_rest_mb']:.1f} MB over 1",
-            flush=True,
-        )
-        if not args.no_merged_memory:
-            memory["merged"] = measure_memory("merged", copies)
+            # 5. memory
+            print(f"\nmemory: fresh processes with 1 and {args.adapters} adapters ...", flush=True)
+            copies = make_adapter_copies(home, run_id, args.adapters, tmp / "copies")
+            memory = {"adapters": measure_memory("adapters", copies)}
             print(
-                f"  {args.adapters} merged models: +{memory['merged']['added_by_rest_mb']:.1f} MB "
-                "over 1",
+                f"  {args.adapters} adapters: "
+                f"+{memory['adapters']['added_by_rest_mb']:.1f} MB over 1",
                 flush=True,
             )
-        data["memory"] = memory
+            if not args.no_merged_memory:
+                memory["merged"] = measure_memory("merged", copies)
+                print(
+                    f"  {args.adapters} merged models: "
+                    f"+{memory['merged']['added_by_rest_mb']:.1f} MB over 1",
+                    flush=True,
+                )
+            data["memory"] = memory
+        # 6. issue 14: the targets, side by side
+        dev = read_tsv(args.data / "dev.tsv")
+        data["targets_issue14"] = bench_targets(home, run_id, texts, dev, tmp, args)
     finally:
         if args.keep:
             print(f"\nkept the temporary results home: {tmp / 'results'}")
@@ -970,34 +1358,39 @@ def main(argv: list[str] | None = None) -> int:
     }
     machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     data["machine"] = machine
-    lat = data["in_process"]
-    data["targets"] = {
-        "in_process_p50_ms_lt": TARGET_INPROC_P50_MS,
-        "http_p50_ms_lt": TARGET_HTTP_P50_MS,
-        "batching_ratio_ge": TARGET_BATCHING_RATIO,
-        "ten_adapters_add_mb_lt": TARGET_TEN_ADAPTERS_MB,
-        "met": {
-            "in_process_adapters": lat["loralab predict_sync (adapters)"]["p50_ms"]
-            < TARGET_INPROC_P50_MS,
-            "in_process_merged": lat["loralab predict_sync (merged)"]["p50_ms"]
-            < TARGET_INPROC_P50_MS,
-            "http_adapters": data["http_single"]["HTTP /predict, 1 client (adapters)"]["p50_ms"]
-            < TARGET_HTTP_P50_MS,
-            "batching_default": data["batching"]["default_ratio"] >= TARGET_BATCHING_RATIO,
-            "batching_best": data["batching"]["best_ratio"] >= TARGET_BATCHING_RATIO,
-            "ten_adapters": data["memory"]["adapters"]["added_by_rest_mb"] < TARGET_TEN_ADAPTERS_MB,
-        },
-    }
+    if not args.targets_only:
+        lat = data["in_process"]
+        data["targets"] = {
+            "in_process_p50_ms_lt": TARGET_INPROC_P50_MS,
+            "http_p50_ms_lt": TARGET_HTTP_P50_MS,
+            "batching_ratio_ge": TARGET_BATCHING_RATIO,
+            "ten_adapters_add_mb_lt": TARGET_TEN_ADAPTERS_MB,
+            "met": {
+                "in_process_adapters": lat["loralab predict_sync (adapters)"]["p50_ms"]
+                < TARGET_INPROC_P50_MS,
+                "in_process_merged": lat["loralab predict_sync (merged)"]["p50_ms"]
+                < TARGET_INPROC_P50_MS,
+                "http_adapters": data["http_single"]["HTTP /predict, 1 client (adapters)"]["p50_ms"]
+                < TARGET_HTTP_P50_MS,
+                "batching_default": data["batching"]["default_ratio"] >= TARGET_BATCHING_RATIO,
+                "batching_best": data["batching"]["best_ratio"] >= TARGET_BATCHING_RATIO,
+                "ten_adapters": data["memory"]["adapters"]["added_by_rest_mb"]
+                < TARGET_TEN_ADAPTERS_MB,
+            },
+        }
 
     print(f"\n{'=' * 100}\nprediction service benchmark — model {run_id} ({precision})")
     if train_s is not None:
         print(f"model trained here in {train_s:.1f} s; run accuracy {state.get('accuracy')}")
-    print_table(data)
+    if not args.targets_only:
+        print_table(data)
+    print_targets(data["targets_issue14"])
     print(f"\nmachine: {machine_line}; load after {machine['load_average_after'][0]:.2f}")
-    print(
-        "targets met: "
-        + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in data["targets"]["met"].items())
-    )
+    if not args.targets_only:
+        print(
+            "targets met: "
+            + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in data["targets"]["met"].items())
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {args.out}")
