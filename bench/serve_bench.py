@@ -15,7 +15,14 @@ One run measures, on one LoRA model of the default base (minilm-l6):
      without (``micro_batch_size=1``), the same number of requests each;
   5. memory: RSS of fresh processes holding 1 and 10 adapters of one base in one ``ModelPool``
      (10 distinct adapters: copies of the run with perturbed LoRA weights), and 10 merged models
-     for contrast.
+     for contrast;
+  6. issue 14's targets, side by side in the same run: the HF pipeline (fp32, merged) as the
+     baseline; loralab in process with the hot model on ONNX Runtime (and on PyTorch fp32 /
+     bf16, as levers); HTTP ``/predict`` p50 for one keep-alive client (uvicorn's uvloop +
+     httptools, and asyncio + h11 as a lever); req/s of 32 clients vs the pipeline's batch-32
+     texts/s; label agreement with fp32 PyTorch on all of SST-2 dev and the largest probability
+     difference; cold start (process start -> first answer) with an empty and a warm ONNX cache;
+     and the levers answer->JSON (pydantic, json, orjson), tokenizer paths and dynamic int8.
 
 Typical texts: the first ``--texts`` rows of SST-2 ``dev.tsv`` from ../shared/data/sst2 (beside
 the repository, not part of the project; Socher et al., 2013, via GLUE); pass another folder
@@ -23,6 +30,8 @@ holding ``train.tsv`` and ``dev.tsv`` with ``--data``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/serve_bench.py            # full run (~11 min)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/serve_bench.py --quick    # smoke run (~3 min)
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/serve_bench.py --targets-only \
+        --train-steps 200 --train-rows 6400                          # issue 14's table only
 """
 
 from __future__ import annotations
