@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,40 +88,44 @@ def texts_of(model_input: Any) -> list[str]:
     return [str(v) for v in values]
 
 
-class LoralabClassifier(PythonModel):
-    """Loads the base (by name, through the catalog) + the version's adapter, merged."""
+# MLflow nags about predict's missing type hints when the class is defined (under its own
+# "once" filter, so only recording the warnings keeps them off the terminal); the hints are left
+# out on purpose: MLflow would take them as the signature instead of ``signature()``.
+with warnings.catch_warnings(record=True):
 
-    def __init__(self) -> None:
-        self._predictor: Any = None
+    class LoralabClassifier(PythonModel):
+        """Loads the base (by name, through the catalog) + the version's adapter, merged."""
 
-    def load_context(self, context: PythonModelContext) -> None:
-        from loralab.training.inference import load_predictor
+        def __init__(self) -> None:
+            self._predictor: Any = None
 
-        root = Path(context.artifacts[FILES])
-        self._predictor = load_predictor(
-            RunPaths(root),
-            device=os.environ.get(DEVICE_ENV, "auto"),
-            precision=os.environ.get(PRECISION_ENV, "fp32"),
-        )
+        def load_context(self, context: PythonModelContext) -> None:
+            from loralab.training.inference import load_predictor
 
-    # no type hints on predict's arguments: MLflow would read them as the signature
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # noqa: ANN001
-        """A DataFrame with a ``text`` column -> label, label_name, probability, p_<label>."""
-        if self._predictor is None:
-            self.load_context(context)
-        texts = texts_of(model_input)
-        labels = list(self._predictor.labels)
-        rows = [
-            {
-                "label": p.label,
-                "label_name": p.label_name,
-                "probability": p.probability,
-                **{probability_column(n): p.probabilities[n] for n in labels},
-            }
-            for p in self._predictor.predict(texts)
-        ]
-        columns = ["label", "label_name", "probability", *map(probability_column, labels)]
-        return pd.DataFrame(rows, columns=columns)
+            root = Path(context.artifacts[FILES])
+            self._predictor = load_predictor(
+                RunPaths(root),
+                device=os.environ.get(DEVICE_ENV, "auto"),
+                precision=os.environ.get(PRECISION_ENV, "fp32"),
+            )
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # noqa: ANN001
+            """A DataFrame with a ``text`` column -> label, label_name, probability, p_<label>."""
+            if self._predictor is None:
+                self.load_context(context)
+            texts = texts_of(model_input)
+            labels = list(self._predictor.labels)
+            rows = [
+                {
+                    "label": p.label,
+                    "label_name": p.label_name,
+                    "probability": p.probability,
+                    **{probability_column(n): p.probabilities[n] for n in labels},
+                }
+                for p in self._predictor.predict(texts)
+            ]
+            columns = ["label", "label_name", "probability", *map(probability_column, labels)]
+            return pd.DataFrame(rows, columns=columns)
 
 
 def _requirements() -> list[str]:
