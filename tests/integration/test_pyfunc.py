@@ -120,7 +120,8 @@ def test_mlflow_scoring_server_answers(trained: tuple[Settings, RunPaths], mlflo
 
 
 def test_bad_input_is_a_clear_error(trained: tuple[Settings, RunPaths], mlflow_uri: str) -> None:
-    model = mlflow.pyfunc.load_model("models:/pyfunc-sent/1")
+    model = mlflow.pyfunc.load_model("models:/pyfunc-sent/1", model_config={"device": "cpu"})
+    assert model.model_config == {"device": "cpu", "precision": "fp32"}
     with pytest.raises(Exception, match="text"):
         model.predict(pd.DataFrame({"text": ["fine", "   "]}))
 

@@ -15,7 +15,6 @@ Each registered version's source is an MLflow model folder (``model/`` in its ML
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -35,8 +34,9 @@ from loralab.training.runs import RunNotFound, RunPaths, find_run
 
 FILES = "run"  # the artifact key: a folder laid out like a run (artifacts/adapter, ...)
 TEXT_COLUMN = "text"
-DEVICE_ENV = "LORALAB_PYFUNC_DEVICE"  # auto | cpu | cuda | mps (default auto)
-PRECISION_ENV = "LORALAB_PYFUNC_PRECISION"  # fp32 (default: loralab's own answers) | auto | bf16
+# MLflow's model_config, overridable at load time:
+# mlflow.pyfunc.load_model(uri, model_config={"device": "cuda", "precision": "auto"})
+DEFAULT_CONFIG = {"device": "auto", "precision": "fp32"}  # fp32: loralab's reference answers
 MODEL_CODE = """\"\"\"A loralab LoRA classifier as an MLflow pyfunc model (from code).\"\"\"
 
 import mlflow
@@ -103,10 +103,9 @@ with warnings.catch_warnings(record=True):
             from loralab.training.inference import load_predictor
 
             root = Path(context.artifacts[FILES])
+            config = {**DEFAULT_CONFIG, **(context.model_config or {})}
             self._predictor = load_predictor(
-                RunPaths(root),
-                device=os.environ.get(DEVICE_ENV, "auto"),
-                precision=os.environ.get(PRECISION_ENV, "fp32"),
+                RunPaths(root), device=str(config["device"]), precision=str(config["precision"])
             )
 
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # noqa: ANN001
@@ -174,6 +173,7 @@ def save_pyfunc_model(run: RunPaths, path: Path) -> Path:
             input_example=pd.DataFrame({TEXT_COLUMN: ["an example text to classify"]}),
             pip_requirements=_requirements(),
             metadata={"loralab_run_id": run.run_id, "base_model": str(info["base_model"])},
+            model_config=dict(DEFAULT_CONFIG),
         )
     return path
 
