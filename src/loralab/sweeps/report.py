@@ -22,7 +22,7 @@ class TrialRow:
     """One trial as the summary shows it."""
 
     number: int
-    state: str  # RUNNING, COMPLETE, PRUNED, FAIL, WAITING
+    state: str  # RUNNING, COMPLETE, PRUNED, FAIL, WAITING; INTERRUPTED: stopped by the user
     value: float | None
     params: dict[str, Any]
     run_id: str | None = None
@@ -45,7 +45,7 @@ def rows_of(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
         rows.append(
             TrialRow(
                 number=trial.number,
-                state=trial.state.name,
+                state="INTERRUPTED" if attrs.get("interrupted") else trial.state.name,
                 value=trial.value if trial.state.name == "COMPLETE" else _last(steps),
                 params=dict(attrs.get("settings") or trial.params),
                 run_id=attrs.get("run_id"),

@@ -159,3 +159,17 @@ def test_trials_that_search_only_training_settings_share_one_data_check(
     assert len(calls) == 1
     trials._resolve_data(Settings(), base.model_copy(update={"max_length": 64}), None, cache)
     assert len(calls) == 2  # a setting the data check reads: checked again
+
+
+def test_an_interrupted_trial_shows_as_such_and_leaves_its_place_in_the_budget() -> None:
+    from loralab.sweeps.local import INTERRUPTED, counted
+
+    study = a_study()
+    run_curve(study, [0.6, 0.7])
+    trial = study.ask()
+    trial.set_user_attr(INTERRUPTED, True)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    failed = study.ask()
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    assert [r.state for r in rows_of(study.trials)] == ["COMPLETE", "INTERRUPTED", "FAIL"]
+    assert counted(study.trials) == 2  # a failed trial counts; an interrupted one runs again
