@@ -104,9 +104,10 @@ def train(
     """Check the config, data and model, then train and track the run in MLflow.
 
     A succeeded run is registered (unless ``register`` is False) as a new model version
-    (Staging) named ``model_name`` (default: the experiment name) with a model card; a failed registration is logged and noted, the run
-    is kept (its state records ``registration_error``). ``run_id`` names the run folder (a job
-    records it before training starts); default: a new id.
+    (Staging) named ``model_name`` (default: the experiment name) with a model card; a failed
+    registration is logged and noted, the run is kept (its state records
+    ``registration_error``). ``run_id`` names the run folder (a job records it before training
+    starts); default: a new id.
 
     ``train_file`` / ``validation_file`` may name registered datasets (``NAME@VERSION`` or
     ``NAME@latest``): they resolve to the stored copies, the data is validated before any model
