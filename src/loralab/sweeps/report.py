@@ -75,6 +75,7 @@ def plot_metric(rows: Sequence[TrialRow], metric: str, title: str, path: Path) -
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     try:
@@ -88,9 +89,13 @@ def plot_metric(rows: Sequence[TrialRow], metric: str, title: str, path: Path) -
             if row.state == "COMPLETE" and row.value is not None:
                 top = max(row.value, best[-1][1]) if best else row.value
                 best.append((row.number, top))
+        last = max((r.number for r in rows), default=0)
         if best:
+            best.append((last, best[-1][1]))  # the line runs on to the last trial
             xs, ys = zip(*best, strict=True)
             ax.step(xs, ys, where="post", color="tab:orange", label="best so far")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(-0.5, last + 0.5)
         ax.set_xlabel("trial")
         ax.set_ylabel(f"validation {metric}")
         ax.set_title(title)
