@@ -84,6 +84,7 @@ def test_cli_sweep_on_postgres_resumes_and_writes_a_recipe(
     folder = tmp_path / "results" / "_sweeps" / name
     trials = json.loads((folder / "trials.json").read_text(encoding="utf-8"))
     assert [t["number"] for t in trials] == [0, 1]
+    assert trials[0]["params"] != trials[1]["params"]  # the resumed worker did not redraw trial 0
     assert all(t["state"] in {"COMPLETE", "PRUNED"} for t in trials)
     assert (folder / "metric_by_trial.png").read_bytes()[:4] == b"\x89PNG"
     recipe = load_config(folder / "best.yaml")  # what loralab train reads

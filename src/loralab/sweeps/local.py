@@ -85,7 +85,9 @@ def open_study(
         raise NotFound(f"no sweep {name!r} to resume")
     if not resume and exists:
         raise Conflict(f"sweep {name!r} exists: resume it with --resume {name}, or pick a name")
-    sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    # The seed fixes a new sweep's draws. A resumed sweep (or another worker) draws afresh: a
+    # sampler seeded the same in a new process would repeat the first trials' settings.
+    sampler = optuna.samplers.TPESampler(seed=None if resume else spec.seed)
     if resume:
         study = optuna.load_study(
             study_name=name, storage=storage, sampler=sampler, pruner=spec.pruner.build()

@@ -88,7 +88,12 @@ class SweepSpec(BaseModel):
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     budget: Budget
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the sampler (TPE).")
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed of the sampler (TPE) of a new sweep; a resumed one draws afresh.",
+    )
 
     def base_config(self, root: Path, overrides: list[str] | None = None) -> TrainConfig:
         """The base settings: the recipe (a relative path is taken from ``root``, the working
