@@ -229,3 +229,33 @@ def test_api_sweep_queues_jobs_that_report_back(platform: Platform) -> None:  # 
     params = first["params"]
     assert set(params) == {"learning_rate", "lora_target_modules"}
     assert client.get(url, headers=alice).json() == done  # telling twice changes nothing
+
+
+_OPEN_STORAGE = (
+    "import sys; from loralab.sweeps.storage import study_storage; "
+    "study_storage(sys.argv[1]); print('ok')"
+)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_processes_opening_a_fresh_study_database_at_once_all_succeed(
+    backend: str, pg_empty_db_url: str, tmp_path: Path
+) -> None:
+    """Optuna's create_all races across processes (a pg_type unique violation, 'table already
+    exists' on SQLite): the first open takes a lock, so API and workers may start together."""
+    import subprocess
+    import sys
+
+    url = pg_empty_db_url if backend == "postgresql" else f"sqlite:///{tmp_path / 'loralab.db'}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_STORAGE, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()[-500:]) for p in procs]
+    assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes

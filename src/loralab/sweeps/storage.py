@@ -10,7 +10,9 @@ shares the studies, so a sweep can be resumed and run by several workers at once
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,11 +21,13 @@ from sqlalchemy.engine import make_url
 
 from loralab.errors import InvalidInput
 from loralab.infra.db import normalise_url
+from loralab.training.files import file_lock
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
 
 SCHEMA = "optuna"
+CREATE_LOCK_KEY = 7_301_101  # a PostgreSQL advisory lock key, beside infra.locks' keys
 HEARTBEAT_SECONDS = 60  # a trial whose worker is silent this long ...
 GRACE_SECONDS = 180  # ... and then this long is failed, so resumed sweeps do not wait on it
 _cache: dict[str, RDBStorage] = {}
@@ -41,13 +45,31 @@ def sweeps_url(db_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _create_schema(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-    finally:
-        engine.dispose()
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """Processes opening a fresh study database at once race in Optuna's ``create_all``
+    (SQLite: "table ... already exists"; PostgreSQL: a unique violation in pg_type): they take
+    turns, and on PostgreSQL the ``optuna`` schema is created under the same lock."""
+    if url.startswith("postgresql"):
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": CREATE_LOCK_KEY})
+                conn.commit()
+                try:
+                    conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+                    conn.commit()
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CREATE_LOCK_KEY})
+                    conn.commit()
+        finally:
+            engine.dispose()
+    else:
+        path = Path(make_url(url).database or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path.with_name(f"{path.name}.create-lock")):
+            yield
 
 
 def study_storage(db_url: str, *, heartbeat: bool = False) -> RDBStorage:
@@ -63,19 +85,18 @@ def study_storage(db_url: str, *, heartbeat: bool = False) -> RDBStorage:
         if key in _cache:
             return _cache[key]
         if url.startswith("postgresql"):
-            _create_schema(url)
             kwargs: dict[str, object] = {
                 "pool_pre_ping": True,
                 "connect_args": {"options": f"-csearch_path={SCHEMA}"},
             }
         else:
-            Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
             kwargs = {"connect_args": {"timeout": 30}}
-        storage = optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=HEARTBEAT_SECONDS if heartbeat else None,
-            grace_period=GRACE_SECONDS if heartbeat else None,
-        )
+        with _creation_lock(url):
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS if heartbeat else None,
+                grace_period=GRACE_SECONDS if heartbeat else None,
+            )
         _cache[key] = storage
         return storage
