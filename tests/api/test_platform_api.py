@@ -26,6 +26,9 @@ from loralab.settings import (
 # monitoring: the metrics token's holder or a loopback peer (tests/api/test_edge.py).
 ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/login"): "public",
+    ("POST", "/sweeps"): "user",
+    ("GET", "/sweeps"): "user",
+    ("GET", "/sweeps/{sweep_id}"): "owner",
     ("GET", "/health"): "public",
     ("GET", "/health/live"): "public",
     ("GET", "/health/ready"): "public",
@@ -98,6 +101,7 @@ def _fill(path: str, task: str) -> str:
         .replace("{run_id}", "0" * 32)
         .replace("{ref}", "reviews@latest")
         .replace("{username}", "bob")
+        .replace("{sweep_id}", "0" * 8 + "-0000-0000-0000-" + "0" * 12)  # not bob's: 404
     )
 
 

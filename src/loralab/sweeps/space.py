@@ -60,7 +60,14 @@ class FloatParam(BaseModel):
         return self
 
     def values(self) -> list[Any]:
-        return [self.low, self.high]
+        """The bounds and a value strictly between them: a whole-number setting (``lora_r``)
+        passes at whole-number bounds but not in between, and must be refused up front."""
+        inside = (
+            self.low * (self.high / self.low) ** 0.37
+            if self.log
+            else self.low + (self.high - self.low) * 0.37
+        )
+        return [self.low, self.high] if self.low == self.high else [self.low, self.high, inside]
 
 
 class CategoricalParam(BaseModel):

@@ -56,6 +56,8 @@ def test_the_shipped_sweep_files_parse_and_check() -> None:
         ({"lora_alpha": {"type": "categorical", "choices": []}}, "space.lora_alpha.categorical"),
         ({"lr_scheduler": {"type": "categorical", "choices": ["cosine", "step"]}}, "'step'"),
         ({"lora_r": {"type": "normal", "low": 1, "high": 2}}, "space.lora_r"),
+        # whole-number bounds on a whole-number setting, searched as floats: refused up front
+        ({"lora_r": {"type": "float", "low": 1.0, "high": 4.0}}, "space.lora_r: 2.11"),
         ({}, "space"),
     ],
 )

@@ -26,6 +26,7 @@ from loralab.entrypoints.cli.common import (
 )
 from loralab.entrypoints.cli.data import data_app
 from loralab.entrypoints.cli.export import export_command
+from loralab.entrypoints.cli.sweep import sweep as sweep_command
 from loralab.entrypoints.cli.models import models_app
 from loralab.entrypoints.cli.serve import client_app, serve
 from loralab.entrypoints.cli.users import users_app
@@ -49,6 +50,7 @@ app.command("worker")(worker_command)
 app.add_typer(client_app, name="client")
 app.command()(serve)
 app.command("export")(export_command)
+app.command("sweep")(sweep_command)
 
 
 def _quiet_libraries() -> None:
