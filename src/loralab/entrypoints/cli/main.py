@@ -26,9 +26,9 @@ from loralab.entrypoints.cli.common import (
 )
 from loralab.entrypoints.cli.data import data_app
 from loralab.entrypoints.cli.export import export_command
-from loralab.entrypoints.cli.sweep import sweep as sweep_command
 from loralab.entrypoints.cli.models import models_app
 from loralab.entrypoints.cli.serve import client_app, serve
+from loralab.entrypoints.cli.sweep import sweep as sweep_command
 from loralab.entrypoints.cli.users import users_app
 from loralab.entrypoints.cli.worker import worker as worker_command
 from loralab.settings import Settings, load_settings
