@@ -153,9 +153,10 @@ class ServingSettings(BaseModel):
         default=None, ge=1, description="ONNX Runtime intra-op threads. Empty: all cores."
     )
     onnx_spin: bool = Field(
-        default=False,
-        description="Let idle ONNX Runtime threads busy-wait for the next request (lower latency "
-        "on an otherwise idle machine; off: they leave the cores to the event loop).",
+        default=True,
+        description="Let idle ONNX Runtime threads busy-wait briefly for the next run: one text "
+        "p50 2.9 ms instead of 4.2 on 2 quiet cores. Turn it off where the service shares its "
+        "cores with other busy work (there spinning threads took the cores: 49 ms vs 22).",
     )
     onnx_cache_dir: Path | None = Field(
         default=None,

@@ -13,6 +13,7 @@ from loralab.training.inference import classify
 from loralab.training.model import build_lora_model, load_base_model
 from loralab.training.onnx_export import (
     AGREEMENT_TEXTS,
+    CHUNK,
     ONNX_FILE,
     OnnxClassifier,
     OnnxExportError,
@@ -44,6 +45,13 @@ def test_export_agrees_with_pytorch(tiny_bert: Path, tmp_path: Path, pooling: st
     for a, b in zip(got, want, strict=True):
         assert abs(a.probability - b.probability) < 1e-5
         assert list(a.probabilities) == LABELS
+    # a batch larger than CHUNK runs as chunks of similar length: still in the callers' order
+    many = [
+        " ".join(["good", "bad", "fine"][: 1 + i % 3] * (1 + i % 7)) for i in range(3 * CHUNK + 1)
+    ]
+    chunked = onnx.logits(many, 32)
+    alone = [onnx.logits([text], 32)[0] for text in many]
+    torch.testing.assert_close(torch.from_numpy(chunked), torch.tensor(alone), atol=1e-5, rtol=1e-4)
 
 
 def test_export_refuses_peft_and_non_fp32_models(tiny_bert: Path, tmp_path: Path) -> None:
