@@ -64,8 +64,13 @@ def classify(
     ).to(device)
     logits = model(**encoded).logits.float()
     probs = torch.softmax(logits, dim=-1).cpu()
+    return predictions_from_probabilities(probs.tolist(), labels)
+
+
+def predictions_from_probabilities(rows: list[list[float]], labels: list[str]) -> list[Prediction]:
+    """One :class:`Prediction` per row of class probabilities: the most probable label."""
     results = []
-    for row in probs.tolist():
+    for row in rows:
         best = max(range(len(row)), key=row.__getitem__)
         results.append(
             Prediction(

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loralab.training.inference import Prediction, classify
+from loralab.training.inference import Prediction, classify, predictions_from_probabilities
 
 ONNX_FILE = "model.onnx"
 OUTPUT_NAME = "logits"
@@ -148,18 +148,7 @@ def predictions_from_logits(logits: np.ndarray, labels: list[str]) -> list[Predi
     logits = logits.astype(np.float64)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probs = shifted / shifted.sum(axis=-1, keepdims=True)
-    results = []
-    for row in probs.tolist():
-        best = max(range(len(row)), key=row.__getitem__)
-        results.append(
-            Prediction(
-                best,
-                labels[best],
-                float(row[best]),
-                {name: float(p) for name, p in zip(labels, row, strict=True)},
-            )
-        )
-    return results
+    return predictions_from_probabilities(probs.tolist(), labels)
 
 
 CHUNK = 8  # texts per forward when a batch is split by length (see OnnxClassifier.logits)
