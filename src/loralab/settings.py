@@ -23,6 +23,18 @@ class StorageSettings(BaseModel):
         description="Local base models that API users may train from, named by folder name "
         "(API requests never name server paths). Empty: catalog models only.",
     )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where model versions fetched from the shared artifact store are kept "
+        "(models/<name>@<version>/, checked against their manifest). Empty: "
+        "<results home>/.cache.",
+    )
+    cache_max_mb: int = Field(
+        default=20_000,
+        ge=1,
+        description="Size bound of that cache in MB; the least recently used versions are "
+        "evicted past it (never the one just fetched).",
+    )
 
 
 class MlflowSettings(BaseModel):
@@ -35,6 +47,13 @@ class MlflowSettings(BaseModel):
         description="Artifact location for new experiments. Empty: <results home>/mlartifacts.",
     )
     ui_port: int = Field(default=5000, description="Port suggested for `mlflow ui`.")
+    shared_artifacts: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Share runs between machines through the tracking server's artifact store: "
+        "serving fetches a model version it lacks into storage.cache_dir, training uploads "
+        "each complete checkpoint, and a job resumes on any machine. auto: on when "
+        "tracking_uri is an http(s) tracking server, off in embedded mode.",
+    )
 
 
 class DatasetSettings(BaseModel):

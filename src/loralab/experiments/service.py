@@ -323,9 +323,11 @@ def resume(
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint, in the same MLflow run.
 
-    A run that finishes is registered (as ``model_name``, by ``user``) unless it already was.
+    A run that another machine trained is first rebuilt here from its checkpoint copies in the
+    shared artifact store (shared artifacts on; ``shared_runs.rebuild_run``). A run that
+    finishes is registered (as ``model_name``, by ``user``) unless it already was.
     """
-    run = get_run(settings, run_id)
+    run = _local_or_rebuilt(settings, run_id)
     tracker = MlflowTracker.from_settings(settings)
     try:
         source = base_model_source(settings, load_config(run.config).base_model)
@@ -396,6 +398,18 @@ def _file_dataset(config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
     from loralab.registry.service import dataset_ref
 
     return dataset_ref(Path(config.train_file).name, None, state.get("dataset_fingerprint"))
+
+
+def _local_or_rebuilt(settings: Settings, run_id: str) -> RunPaths:
+    from loralab.experiments.shared_runs import rebuild_run
+
+    try:
+        return find_run(settings.storage.results_dir, run_id)
+    except RunNotFound as err:
+        rebuilt = rebuild_run(settings, run_id)
+        if rebuilt is None:
+            raise NotFound(str(err)) from None
+        return rebuilt
 
 
 def get_run(settings: Settings, run_id: str) -> RunPaths:

@@ -6,6 +6,7 @@ logging every step costs the training loop next to nothing while curves stay liv
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from loralab.errors import LoralabError
 from loralab.settings import Settings
 
 RUN_ID_TAG = "loralab.run_id"
+log = logging.getLogger("loralab.tracking")
 
 
 class TrackingUnavailable(LoralabError):
@@ -47,17 +49,26 @@ def artifact_root(settings: Settings) -> str | None:
 class MlflowTracker:
     """One MLflow run at a time, through an explicit client (no global mlflow state)."""
 
-    def __init__(self, uri: str, artifacts: str | None) -> None:
+    def __init__(
+        self, uri: str, artifacts: str | None, *, mirror_checkpoints: bool = False
+    ) -> None:
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
         self.artifacts = artifacts
+        self.mirror_checkpoints = mirror_checkpoints  # see save_checkpoint
         self.run_id: str | None = None
         self._buffer: list[Metric] = []
         self._last_flush = time.monotonic()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MlflowTracker:
-        return cls(tracking_uri(settings), artifact_root(settings))
+        from loralab.infra.artifacts import shared_artifacts_on
+
+        return cls(
+            tracking_uri(settings),
+            artifact_root(settings),
+            mirror_checkpoints=shared_artifacts_on(settings),
+        )
 
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -134,6 +145,32 @@ class MlflowTracker:
             self.client.log_artifacts(run_id, str(path), artifact_path=folder)
         else:
             self.client.log_artifact(run_id, str(path), artifact_path=folder)
+
+    def save_checkpoint(self, checkpoint: Path, run_files: list[Path]) -> None:
+        """With shared artifacts: a copy of a complete checkpoint (and ``run_files``) in the
+        run's artifacts, so another machine can resume the run. A failed upload is logged, not
+        raised: the training goes on, only resuming elsewhere loses this checkpoint."""
+        if not self.mirror_checkpoints or self.run_id is None:
+            return
+        from loralab.infra.artifacts import CheckpointMirror
+        from loralab.training.checkpoints import MARKER
+
+        try:
+            CheckpointMirror(self.client, MARKER).upload(self.run_id, checkpoint, run_files)
+        except Exception as err:  # noqa: BLE001 - the local checkpoint is whole; this is a copy
+            log.warning("checkpoint %s not copied to the artifact store: %s", checkpoint.name, err)
+
+    def drop_checkpoints(self, checkpoints: list[Path]) -> None:
+        """Delete the copies of checkpoints that retention deleted on disk (logged on failure)."""
+        if not self.mirror_checkpoints or self.run_id is None or not checkpoints:
+            return
+        from loralab.infra.artifacts import CheckpointMirror
+        from loralab.training.checkpoints import MARKER
+
+        try:
+            CheckpointMirror(self.client, MARKER).delete(self.run_id, [c.name for c in checkpoints])
+        except Exception as err:  # noqa: BLE001 - a stale copy costs space, never correctness
+            log.warning("checkpoint copies not deleted from the artifact store: %s", err)
 
     def end_run(self, status: str) -> None:
         if self.run_id is None:

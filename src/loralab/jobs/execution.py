@@ -330,7 +330,13 @@ def _train_or_resume(
     progress: JobProgress,
     stop: JobStop,
 ) -> Outcome:
-    """Resume a run that has a complete checkpoint; otherwise train a new run."""
+    """Resume a run that has a complete checkpoint; otherwise train a new run.
+
+    A run another machine started (its worker died there) is rebuilt here from its checkpoint
+    copies in the shared artifact store first, when shared artifacts are on.
+    """
+    if run is None and claim.run_id:
+        run = _rebuilt_run(settings, claim.run_id, config.experiment)
     state = read_state(run) if run else {}
     if run is not None and state.get("status") == "succeeded" and state.get("registered_model"):
         return _succeeded(state)  # finished before the worker died: record it, train nothing
@@ -343,6 +349,17 @@ def _train_or_resume(
     if result.status == "stopped":
         return Outcome(states.CANCELLED, "cancelled by request; the run keeps its last checkpoint")
     return _succeeded(read_state(result.run))
+
+
+def _rebuilt_run(settings: Settings, run_id: str, experiment: str) -> RunPaths | None:
+    """The job's run rebuilt from the shared artifact store (None: nothing to resume; the
+    MLflow runs another machine left RUNNING then end KILLED, as a local abandoned run's do)."""
+    from loralab.experiments import shared_runs
+
+    run = shared_runs.rebuild_run(settings, run_id, experiment)
+    if run is None:
+        shared_runs.end_abandoned_tracking(settings, run_id, experiment)
+    return run
 
 
 def _abandon(settings: Settings, run: RunPaths) -> None:

@@ -6,7 +6,9 @@ Each registered version's source is an MLflow model folder (``model/`` in its ML
 * ``MLmodel`` with a signature (input: a ``text`` string column; output: ``label``,
   ``label_name``, ``probability`` and ``p_<label>`` per class) and an input example;
 * ``artifacts/run/artifacts/``: the adapter (safetensors), the tokenizer, the label map and
-  ``model_info.json``, a few MB. The heavy base model is *referenced* by its name in
+  ``model_info.json``, a few MB, with ``artifacts/run/loralab-manifest.json`` (sha256 and size
+  of each file: another machine checks what it fetched, ``infra.artifacts.VersionCache``).
+  The heavy base model is *referenced* by its name in
   ``model_info.json`` (a catalog name such as ``minilm-l6``, found by the catalog, or a local
   folder), never copied;
 * ``code/loralab_model.py``: the model as code (``mlflow.models.set_model``), so nothing is
@@ -28,11 +30,14 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from loralab.errors import InvalidInput, NotFound
+from loralab.infra.artifacts import write_manifest
+from loralab.infra.model_registry import MODEL_ARTIFACT
 from loralab.infra.tracking import RUN_ID_TAG
 from loralab.settings import Settings
 from loralab.training.runs import RunNotFound, RunPaths, find_run
 
 FILES = "run"  # the artifact key: a folder laid out like a run (artifacts/adapter, ...)
+RUN_ARTIFACT = f"{MODEL_ARTIFACT}/artifacts/{FILES}"  # that folder in the version's MLflow run
 TEXT_COLUMN = "text"
 # MLflow's model_config, overridable at load time:
 # mlflow.pyfunc.load_model(uri, model_config={"device": "cuda", "precision": "auto"})
@@ -140,7 +145,8 @@ def _requirements() -> list[str]:
 
 
 def stage_files(run: RunPaths, dest: Path) -> Path:
-    """The small files of ``run`` that the model needs, laid out like a run folder."""
+    """The small files of ``run`` that the model needs, laid out like a run folder, with a
+    manifest of them (relative path -> sha256 and size)."""
     if not run.model_info.is_file() or not run.adapter.is_dir() or not run.tokenizer.is_dir():
         raise NotFound(f"run {run.run_id} has no saved model (adapter, tokenizer, model info)")
     target = RunPaths(dest)
@@ -150,6 +156,7 @@ def stage_files(run: RunPaths, dest: Path) -> Path:
     shutil.copy2(run.model_info, target.model_info)
     if run.label_map.is_file():
         shutil.copy2(run.label_map, target.label_map)
+    write_manifest(dest)
     return dest
 
 

@@ -5,6 +5,10 @@ Stages come only from the registry's stage store (``NAME@production`` is the ver
 ``production`` alias names). Answers are cached until a card or a stage changes (the store's
 stamp), so a promotion is seen by the next request, without a restart, and an Archived version
 is never reached through an alias.
+
+A version whose run is not under this machine's results home is served, with shared artifacts
+on (``mlflow.shared_artifacts``), from the version cache: its run-shaped folder fetched once
+from the artifact store (``infra.artifacts.VersionCache``), checked against its manifest.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loralab.errors import InvalidInput, NotFound
+from loralab.infra.artifacts import VersionCache, shared_artifacts_on
 from loralab.registry.cards import ModelCard, Stage, version_number
+from loralab.registry.pyfunc import RUN_ARTIFACT
 from loralab.registry.service import RegistryService
 from loralab.settings import Settings
 from loralab.training.runs import RunNotFound, RunPaths, find_run, list_runs, read_state
@@ -57,6 +63,7 @@ class ModelResolver:
         self.registry = registry or RegistryService(settings)
         self._cache: dict[str, tuple[tuple[int, int], ModelHandle]] = {}
         self._stages: dict[str, tuple[tuple[int, int], dict[str, Stage]]] = {}
+        self._versions: VersionCache | None = None
 
     def _stamp(self) -> tuple[int, int]:
         """Changes whenever a card or a stage changes."""
@@ -65,11 +72,12 @@ class ModelResolver:
     def resolve(self, ref: str) -> ModelHandle:
         """``NAME@production`` | ``NAME@staging`` | ``NAME@VERSION`` | a run id (or prefix).
 
-        Answers are cached until a card or a stage changes (any promotion or archive does).
+        Answers are cached until a card or a stage changes (any promotion or archive does) or
+        the folder they name is gone (a fetched version evicted from, or wiped with, the cache).
         """
         stamp = self._stamp()
         cached = self._cache.get(ref)
-        if cached is not None and cached[0] == stamp:
+        if cached is not None and cached[0] == stamp and cached[1].run.model_info.is_file():
             return cached[1]
         handle = self._resolve(ref)
         if len(self._cache) > 1024:
@@ -127,25 +135,50 @@ class ModelResolver:
         raise NotFound(f"no version {tag!r} of model {name!r}")
 
     def _handle(self, card: ModelCard, stage: Stage | None) -> ModelHandle:
+        """The version's run folder: under the results home, else (shared artifacts on) its
+        copy fetched into the version cache."""
         run_id = card.tags.get("loralab.run_id")
-        if not run_id:
+        run = self._local_run(run_id) if run_id else None
+        if run is None and shared_artifacts_on(self.settings):
+            run = self._fetched(card)
+        if run is None and not run_id:
             raise NotFound(f"{card.ref} has no local run (tag loralab.run_id) to serve from")
-        try:
-            run = find_run(self.settings.storage.results_dir, run_id)
-        except RunNotFound:
-            raise NotFound(f"{card.ref}: its run {run_id} is not under the results home") from None
+        if run is None:
+            raise NotFound(f"{card.ref}: its run {run_id} is not under the results home")
         stage_name = stage.value if stage else None
         return _from_run(run, key=card.ref, stage=stage_name, language=card.language)
+
+    def _local_run(self, run_id: str) -> RunPaths | None:
+        try:
+            return find_run(self.settings.storage.results_dir, run_id)
+        except RunNotFound:
+            return None
+
+    def _fetched(self, card: ModelCard) -> RunPaths:
+        """The version's files from the shared artifact store (MLflow run ``card.run_id``),
+        fetched on first use and checked; a run-shaped folder."""
+        if self._versions is None:
+            self._versions = VersionCache.from_settings(self.settings)
+        folder = self._versions.fetch(card.name, card.version, card.run_id, RUN_ARTIFACT)
+        return RunPaths(folder)
 
     def _by_run(self, run_id: str) -> ModelHandle:
         try:
             run = find_run(self.settings.storage.results_dir, run_id)
         except RunNotFound as err:
+            registered = self._card_of_run(run_id) if shared_artifacts_on(self.settings) else None
+            if registered is not None:  # trained on another machine: serve its version
+                return self._resolve(registered.ref)
             raise NotFound(str(err)) from None
         registered = read_state(run).get("registered_model")
         if registered:
             return self._resolve(str(registered))
         return _from_run(run, key=f"run:{run.run_id}", stage=None)
+
+    def _card_of_run(self, run_id: str) -> ModelCard | None:
+        """The newest version registered from the loralab run ``run_id`` (full id)."""
+        cards = [c for c in self.registry.index().cards if c.tags.get("loralab.run_id") == run_id]
+        return max(cards, key=lambda c: int(c.version)) if cards else None
 
     def default_ref(self, experiment: str | None = None) -> str:
         """What ``make serve`` serves: the Production version of the newest registered model

@@ -21,7 +21,12 @@ from transformers import (
 from loralab.training import checkpoints as ckpt
 from loralab.training.config import TrainConfig
 from loralab.training.errors import TrainingFailed
-from loralab.training.interfaces import MetricLogger, ProgressReporter, StopSignal
+from loralab.training.interfaces import (
+    CheckpointSink,
+    MetricLogger,
+    ProgressReporter,
+    StopSignal,
+)
 from loralab.training.runs import RunPaths
 
 log = logging.getLogger("loralab.training")
@@ -181,6 +186,12 @@ class RunCallback(TrainerCallback):
             self.config.metric_for_best != "loss",
             self.config.fastest_tolerance,
         )
+        if isinstance(self.logger, CheckpointSink):
+            # the new copy first, then the deletions: a crash between leaves one copy too many
+            if folder.is_dir():
+                self.logger.save_checkpoint(folder, [self.run.config, self.run.state])
+            doomed = [output_dir / f"checkpoint-{step}" for step in self.retention.delete]
+            self.logger.drop_checkpoints(doomed)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any

@@ -7,7 +7,7 @@ progress bar in the CLI); :class:`NullLogger` and :class:`NullProgress` do nothi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class MetricLogger(Protocol):
@@ -26,6 +26,23 @@ class MetricLogger(Protocol):
 
     def end_run(self, status: str) -> None:
         """Close the run; status is FINISHED, FAILED or KILLED."""
+
+
+@runtime_checkable
+class CheckpointSink(Protocol):
+    """Optional beside a MetricLogger: keeps a copy of each complete checkpoint elsewhere (the
+    MLflow tracker: in the shared artifact store, so another machine can resume the run).
+
+    The loop calls it when the logger has these methods; a logger without them (or the
+    :class:`NullLogger`'s no-ops) keeps checkpoints on this machine only.
+    """
+
+    def save_checkpoint(self, checkpoint: Path, run_files: list[Path]) -> None:
+        """``checkpoint`` is complete (its marker is written); ``run_files`` (config, state)
+        are what rebuilds the run folder around it."""
+
+    def drop_checkpoints(self, checkpoints: list[Path]) -> None:
+        """Retention deleted these checkpoint folders on disk."""
 
 
 class ProgressReporter(Protocol):
@@ -63,6 +80,12 @@ class NullLogger:
         pass
 
     def end_run(self, status: str) -> None:
+        pass
+
+    def save_checkpoint(self, checkpoint: Path, run_files: list[Path]) -> None:
+        pass
+
+    def drop_checkpoints(self, checkpoints: list[Path]) -> None:
         pass
 
 
