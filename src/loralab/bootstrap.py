@@ -8,6 +8,7 @@ connections, so each process gets its own :class:`Services`.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from loralab.serving.service import PredictionService
     from loralab.sweeps.service import SweepService
     from loralab.users.service import UserService
+
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -89,7 +92,9 @@ class Services:
     def registry(self) -> RegistryService:
         from loralab.registry.service import RegistryService
 
-        return RegistryService(self.settings)
+        # the database backend shares this process's database (the files backend opens none)
+        database = self.db if self.settings.registry_backend == "database" else None
+        return RegistryService(self.settings, db=database)
 
     @cached_property
     def metrics(self) -> Metrics:
@@ -110,6 +115,35 @@ def celery_queue(settings: Settings) -> JobQueue:
     from loralab.infra.queue import CeleryJobQueue
 
     return CeleryJobQueue(create_celery_app(settings))
+
+
+def prepare_database(settings: Settings) -> None:
+    """Bring the database to the newest migration; with the database registry backend, then
+    move in the card folder's cards that it does not hold yet (``import_card_files``: the
+    migration of the JSON cards, which Alembic cannot do without the settings)."""
+    from loralab.infra.migrate import upgrade_database
+
+    upgrade_database(settings.db_url)
+    if settings.registry_backend != "database":
+        return
+    from loralab.infra.db import Database
+    from loralab.registry.db_store import DbCardStore, import_card_files
+
+    db = Database(settings.db_url)
+    try:
+        found = import_card_files(DbCardStore(db, settings.registry_card_dir))
+    finally:
+        db.dispose()
+    if found.imported or found.skipped:
+        log.log(
+            logging.WARNING if found.skipped or found.archived else logging.INFO,
+            "model cards moved into the database: %d versions, %d history lines; "
+            "Production cards taken in as Archived: %s; unreadable: %s",
+            len(found.imported),
+            found.history_lines,
+            ", ".join(found.archived) or "none",
+            "; ".join(found.skipped) or "none",
+        )
 
 
 def build_services(settings: Settings, queue: JobQueue | None = None) -> Services:

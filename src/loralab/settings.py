@@ -109,6 +109,14 @@ class RegistrySettings(BaseModel):
     gate_metric: str = Field(
         default="accuracy", min_length=1, description="Metric the promotion gate compares."
     )
+    backend: Literal["auto", "files", "database"] = Field(
+        default="auto",
+        description="Where model cards, stages and stage history live. files: the card folder "
+        "with stages on MLflow aliases (one machine). database: tables of the platform "
+        "database, shared by every machine (the card folder is still written as an export). "
+        "auto: database when db.url is set (an operator configured a database, such as the "
+        "shared PostgreSQL), else files.",
+    )
 
 
 class ServingSettings(BaseModel):
@@ -377,6 +385,14 @@ class Settings(BaseSettings):
     def registry_card_dir(self) -> Path:
         """Model cards: the configured folder or <results home>/../data/model_registry."""
         return self.registry.card_dir or self.storage.results_dir.parent / "data" / "model_registry"
+
+    @property
+    def registry_backend(self) -> Literal["files", "database"]:
+        """Where cards and stages live: ``registry.backend``, with auto resolved (database
+        when ``db.url`` is set, else files)."""
+        if self.registry.backend == "auto":
+            return "database" if self.db.url else "files"
+        return self.registry.backend
 
     @property
     def db_url(self) -> str:

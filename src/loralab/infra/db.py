@@ -1,4 +1,5 @@
-"""The platform database: SQLAlchemy 2 tables for users, jobs, datasets and the audit log.
+"""The platform database: SQLAlchemy 2 tables for users, jobs, datasets, the audit log and the
+model registry (cards, stages, stage history; used when ``registry.backend`` is database).
 
 SQLite (embedded default) and PostgreSQL (driver: psycopg 3) are both supported. The schema is
 created and changed only by Alembic migrations (``migrations/``); ``upgrade_database`` runs them.
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Engine,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -144,6 +147,59 @@ class AuditRecord(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class RegisteredModelRecord(Base):
+    """One row per registered model name: the row a stage change locks (``SELECT ... FOR
+    UPDATE``), so changes of one model take turns on every machine; ``changes`` counts its card
+    writes and stage changes (their sum is the registry's stamp)."""
+
+    __tablename__ = "registered_models"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ModelCardRecord(Base):
+    """A registered model version: its stage (the truth; NULL until it is given one) and its
+    card (NULL between the MLflow registration and the card write). At most one Production
+    version per model: a partial unique index, so the database itself refuses a second."""
+
+    __tablename__ = "model_cards"
+
+    name: Mapped[str] = mapped_column(ForeignKey("registered_models.name"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    card: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index(
+            "uq_model_cards_one_production",
+            "name",
+            unique=True,
+            postgresql_where=text("stage = 'Production'"),
+            sqlite_where=text("stage = 'Production'"),
+        ),
+    )
+
+
+class StageChangeRecord(Base):
+    """One line of a model's stage history (append-only; ``id`` orders a model's lines)."""
+
+    __tablename__ = "model_stage_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    from_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_stage: Mapped[str] = mapped_column(String(16))
+    changed_by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
 
 
 def normalise_url(url: str) -> str:

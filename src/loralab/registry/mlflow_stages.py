@@ -54,6 +54,20 @@ def _stage_of(tag: str | None, version: str, production: str | None) -> Stage | 
     return Stage.ARCHIVED if stage is Stage.PRODUCTION else stage
 
 
+def point_alias(
+    registry: ModelRegistry, name: str, alias: str, target: str | None
+) -> Change | None:
+    """Make ``alias`` of ``name`` name ``target`` (None: no version); the change, if any."""
+    now = registry.alias_target(name, alias)
+    if now == target:
+        return None
+    if target is None:
+        registry.delete_alias(name, alias)
+    else:
+        registry.set_alias(name, alias, target)
+    return Change(f"{name}@{alias}", "alias target", now, target)
+
+
 class MlflowStageStore(StageStore):
     """Stages on MLflow aliases + version tags, mirrored in the cards and the history file."""
 
@@ -161,14 +175,7 @@ class MlflowStageStore(StageStore):
 
     def _point_staging_alias(self, name: str) -> Change | None:
         """The ``staging`` alias on the newest version in Staging (none if there is none)."""
-        now, newest = self.registry.alias_target(name, STAGING_ALIAS), self.staging(name)
-        if now == newest:
-            return None
-        if newest is None:
-            self.registry.delete_alias(name, STAGING_ALIAS)
-        else:
-            self.registry.set_alias(name, STAGING_ALIAS, newest)
-        return Change(f"{name}@{STAGING_ALIAS}", "alias target", now, newest)
+        return point_alias(self.registry, name, STAGING_ALIAS, self.staging(name))
 
     def _mirror_card(self, name: str, version: str, stage: Stage) -> None:
         """The card's ``stage`` (a version registered a moment ago has no card yet)."""

@@ -2,8 +2,10 @@
 
 The CLI (``loralab models ...``) and the API (``GET /models/search``, ``POST /models/recommend``,
 ``POST /models/transition``) call the same methods. Stages are read and changed only through a
-:class:`~loralab.registry.stages.StageStore` (by default MLflow aliases + version tags, mirrored
-in the card folder: ``registry.mlflow_stages``).
+:class:`~loralab.registry.stages.StageStore`. ``settings.registry_backend`` picks where cards
+and stages live: files (the card folder, stages on MLflow aliases + version tags mirrored in it:
+``registry.mlflow_stages``) or database (tables shared by every machine, MLflow and the card
+folder following: ``registry.db_store``).
 
 Who sees what (:func:`card_for`): every signed-in user may find and use every registered
 version (sharing within the team is the point of a registry), but a card whose training data
@@ -43,6 +45,7 @@ from loralab.settings import Settings
 
 if TYPE_CHECKING:
     from loralab.datasets.access import DatasetAccess
+    from loralab.infra.db import Database
     from loralab.registry.mlflow_stages import ModelRegistry
 
 __all__ = ["Change", "RegistryService", "Recommendation", "Recommendations", "TransitionResult"]
@@ -117,9 +120,13 @@ class RegistryService:
         registry: ModelRegistry | None = None,
         embedder: Embedder | None = None,
         stage_store: StageStore | None = None,
+        db: Database | None = None,
     ) -> None:
+        """``db``: the platform database for the database backend (``settings.registry_backend``);
+        opened from ``settings.db_url`` when first needed if not given."""
         self.settings = settings
-        self.store = CardStore(settings.registry_card_dir)
+        self._db = db
+        self.store = self._card_store()
         self._registry = registry
         self._embedder = embedder
         self._stage_store = stage_store
@@ -128,6 +135,23 @@ class RegistryService:
         self._index_lock = threading.Lock()
 
     # -- wiring ---------------------------------------------------------------------------
+    def _card_store(self) -> CardStore:
+        """The card folder (files backend), or the database that exports to it."""
+        if self.settings.registry_backend == "files":
+            return CardStore(self.settings.registry_card_dir)
+        from loralab.registry.db_store import DbCardStore
+
+        # a prediction service asks for the stamp on every request: at most ~1 query a second
+        ttl = min(self.settings.serving.refresh_seconds, 1.0)
+        return DbCardStore(self._database, self.settings.registry_card_dir, stamp_ttl=ttl)
+
+    def _database(self) -> Database:
+        if self._db is None:
+            from loralab.infra.db import Database
+
+            self._db = Database(self.settings.db_url, self.settings.db.echo)
+        return self._db
+
     @property
     def registry(self) -> ModelRegistry:
         if self._registry is None:
@@ -142,11 +166,16 @@ class RegistryService:
 
     @property
     def stage_store(self) -> StageStore:
-        """The one place stages are read and changed (MLflow + card mirrors unless given)."""
+        """The one place stages are read and changed, unless given: the database (database
+        backend) or MLflow with card mirrors (files backend), MLflow following either way."""
         if self._stage_store is None:
+            from loralab.registry.db_store import DbCardStore, DbStageStore
             from loralab.registry.mlflow_stages import MlflowStageStore
 
-            self._stage_store = MlflowStageStore(lambda: self.registry, self.store)
+            if isinstance(self.store, DbCardStore):
+                self._stage_store = DbStageStore(lambda: self.registry, self.store)
+            else:
+                self._stage_store = MlflowStageStore(lambda: self.registry, self.store)
         return self._stage_store
 
     @property

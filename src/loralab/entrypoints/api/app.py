@@ -14,7 +14,7 @@ from typing import Literal
 from fastapi import Depends, FastAPI, Request, Response
 from sqlalchemy import text
 
-from loralab.bootstrap import Services, build_services
+from loralab.bootstrap import Services, build_services, prepare_database
 from loralab.entrypoints.api.deps import get_current_user, limited, services
 from loralab.entrypoints.api.errors import install_error_handlers
 from loralab.entrypoints.api.middleware import NO_TELEMETRY, MetricsAccess, install_common
@@ -43,11 +43,10 @@ Users see and cancel only their own jobs; admins see everything; every change is
 
 def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     """The platform app for ``settings`` (``found``: prebuilt services, for tests)."""
-    from loralab.infra.migrate import upgrade_database
     from loralab.users.tokens import check_secret
 
     check_secret(settings.auth)
-    upgrade_database(settings.db_url)
+    prepare_database(settings)  # migrations, then the card folder into a registry database
     found = found or build_services(settings)
     found.users.bootstrap_admin(settings.auth)
 

@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutting_down
 
-from loralab.bootstrap import ProcessServices
+from loralab.bootstrap import ProcessServices, prepare_database
 from loralab.infra.celery_app import create_celery_app
 from loralab.infra.queue import QUEUES, RUN_JOB_TASK, CeleryJobQueue
 from loralab.jobs.recover import start_recovery
@@ -57,10 +57,8 @@ def _connect_migration(app: Celery, settings: Settings) -> None:
     def on_init(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", app) is not app:
             return
-        from loralab.infra.migrate import upgrade_database
-
         try:
-            upgrade_database(settings.db_url)
+            prepare_database(settings)  # and the card folder into a registry database
         except Exception as err:
             log.critical("cannot migrate the database; the worker stops: %s", err)
             raise SystemExit(f"loralab worker: database migration failed: {err}") from err
