@@ -265,6 +265,13 @@ class QueueSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address the platform API binds.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port of the platform API.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes `loralab api` starts on one port (uvicorn workers). Rate "
+        "limits, lockouts and metrics are shared; each process holds its own resident models.",
+    )
     max_upload_bytes: int = Field(
         default=200_000_000, ge=1, description="Largest dataset upload accepted."
     )

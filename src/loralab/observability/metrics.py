@@ -4,9 +4,21 @@
 Label values are bounded: model versions (bounded by the registry), HTTP route templates (not
 raw paths), status codes, and predicted label names only for models with at most
 ``MAX_LABEL_VALUES`` labels (others count under "other").
+
+Several processes behind one port (``loralab api --workers N``) share their counters and
+histograms through prometheus_client's multiprocess mode: :func:`shared_metrics_dir` gives the
+processes a fresh folder before they start, each writes its values there, and ``render`` sums
+them, so a scrape answered by any process shows the totals of all.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401 - re-exported
 from prometheus_client import (
@@ -16,7 +28,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as prometheus_values
+from prometheus_client.core import Metric
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -67,7 +82,10 @@ class Metrics:
             registry=r,
         )
         self.models_loaded = Gauge(
-            "loralab_models_loaded", "Model versions resident in memory.", registry=r
+            "loralab_models_loaded",
+            "Model versions resident in memory (several processes: the most in any one).",
+            registry=r,
+            multiprocess_mode="max",
         )
         self.http_requests = Counter(
             "loralab_http_requests",
@@ -97,7 +115,53 @@ class Metrics:
         self.probability.labels(model_version).observe(probability)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text. In multiprocess mode: the counters, histograms and gauges
+        above summed over every process, with this process's scrape-time collectors (process,
+        system, jobs table), which would otherwise be left out or counted N times."""
+        if not multiprocess_mode():
+            return generate_latest(self.registry)
+        own = {family.name for metric in self._own() for family in metric.describe()}
+        combined = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(combined)
+        combined.register(_Except(self.registry, own))
+        return generate_latest(combined)
+
+    def _own(self) -> Iterable[Counter | Gauge | Histogram]:
+        return (
+            self.predictions, self.predict_latency, self.probability, self.batch_size,
+            self.predict_errors, self.models_loaded, self.http_requests, self.http_latency,
+            self.jobs, self.logins,
+        )  # fmt: skip
+
+
+class _Except:
+    """The families of ``registry`` not named in ``names`` (a collector for a registry)."""
+
+    def __init__(self, registry: CollectorRegistry, names: set[str]) -> None:
+        self._registry, self._names = registry, names
+
+    def collect(self) -> Iterator[Metric]:
+        return (family for family in self._registry.collect() if family.name not in self._names)
+
+
+def multiprocess_mode() -> bool:
+    """Whether this process's metric values live in a shared folder (prometheus_client decides
+    once, at import, from ``PROMETHEUS_MULTIPROC_DIR``)."""
+    return prometheus_values.ValueClass is not prometheus_values.MutexValue
+
+
+@contextlib.contextmanager
+def shared_metrics_dir() -> Iterator[Path]:
+    """A fresh folder for the metric values of processes started inside the block (they
+    inherit ``PROMETHEUS_MULTIPROC_DIR``); removed afterwards. A fresh one every time: values
+    left by an earlier run would be summed in."""
+    folder = Path(tempfile.mkdtemp(prefix="loralab-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def process_registry() -> CollectorRegistry:

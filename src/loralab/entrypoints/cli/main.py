@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from loralab.entrypoints.cli.api import api as api_command
 from loralab.entrypoints.cli.audit import audit_app
 from loralab.entrypoints.cli.common import (
     Column,
@@ -49,6 +50,7 @@ app.add_typer(audit_app, name="audit")
 app.command("worker")(worker_command)
 app.add_typer(client_app, name="client")
 app.command()(serve)
+app.command("api")(api_command)
 app.command("export")(export_command)
 app.command("sweep")(sweep_command)
 
