@@ -15,12 +15,15 @@ writers that ask for the same key, until that transaction commits or rolls back:
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 # one key per purpose, so unrelated writers do not wait for each other on PostgreSQL
 AUDIT_LOCK_KEY = 7_301_002
 USERS_LOCK_KEY = 7_301_003
+LOGIN_LOCK_KEY = 7_301_004
 
 
 def serialise_writes(session: Session, key: int, table: str) -> None:
@@ -37,3 +40,18 @@ def serialise_writes(session: Session, key: int, table: str) -> None:
         session.execute(text(f"UPDATE {table} SET id = id WHERE 1 = 0"))  # noqa: S608
     else:
         raise RuntimeError(f"no write serialisation for the {dialect} dialect")
+
+
+def serialise_name(session: Session, key: int, name: str) -> None:
+    """Make the rest of the transaction exclusive among transactions that ask for the same
+    ``key`` and ``name`` (a user name, say), across processes and machines.
+
+    PostgreSQL: an advisory transaction lock on a 64-bit hash of both (a collision only makes
+    two names wait for each other). SQLite: nothing is taken; one process's sessions already
+    take turns (``Database``), so processes sharing one SQLite file are not serialised here.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{key}:{name}".encode("utf-8", "backslashreplace"), digest_size=8)
+    lock = int.from_bytes(digest.digest(), "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})

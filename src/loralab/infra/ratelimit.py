@@ -56,6 +56,10 @@ class RateLimiter(Protocol):
         """Count one event (a failure), refusing nothing now."""
         ...
 
+    def release(self, limit: Limit, subject: str) -> None:
+        """Take back one event counted by ``enforce`` (an attempt that did not fail)."""
+        ...
+
 
 class RedisRateLimiter:
     """:class:`RateLimiter` over redis-py: one atomic script call per event."""
@@ -102,6 +106,9 @@ class RedisRateLimiter:
 
     def record(self, limit: Limit, subject: str) -> None:
         self._count(limit, subject, 1)
+
+    def release(self, limit: Limit, subject: str) -> None:
+        self._count(limit, subject, -1)
 
 
 @dataclass(frozen=True)

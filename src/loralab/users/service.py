@@ -29,7 +29,7 @@ from loralab.errors import (
 )
 from loralab.identity import ROLES, SYSTEM, Actor, RequestContext
 from loralab.infra.db import Database, User, utcnow
-from loralab.infra.locks import USERS_LOCK_KEY, serialise_writes
+from loralab.infra.locks import LOGIN_LOCK_KEY, USERS_LOCK_KEY, serialise_name, serialise_writes
 from loralab.infra.ratelimit import Limits, RateLimiter, limits_of
 from loralab.settings import AuthSettings, LimitSettings
 from loralab.users.passwords import hash_password, needs_rehash, verify_password
@@ -205,33 +205,46 @@ class UserService:
         after ``limits.login_failures_per_address`` failures of any names from this client
         (counted in Redis; refused while Redis is unreachable).
         Every attempt is audited (throttled ones as ``login.throttled``, which do not count).
+
+        Attempts sent at once, to any number of API processes, count like attempts sent one
+        after another: the attempt is counted against the address before the password is
+        checked (and taken back unless it fails), and attempts on one name from one client
+        take turns (PostgreSQL; on SQLite those of one process do), so a burst of guesses
+        gets no more tries than the limits allow.
         """
         name = username if isinstance(username, str) else ""
-        self._check_address(name, ctx)
-        with self._db.session() as session:
-            retry_after = self._retry_after(session, name, ctx)
-            if retry_after is not None:
-                anonymous = Actor(id=0, username=name, role="")
-                self._record(session, anonymous, "login.throttled", ctx, name, "denied",
-                             {"retry_after": retry_after})  # fmt: skip
-                result = None
-            else:
-                result = self._check_credentials(session, name, password, ctx)
+        self._reserve_address(name, ctx)
+        failed = False
+        try:
+            with self._db.session() as session:
+                serialise_name(session, LOGIN_LOCK_KEY, f"{name}\x00{ctx.client or ''}")
+                retry_after = self._retry_after(session, name, ctx)
+                if retry_after is not None:
+                    anonymous = Actor(id=0, username=name, role="")
+                    self._record(session, anonymous, "login.throttled", ctx, name, "denied",
+                                 {"retry_after": retry_after})  # fmt: skip
+                    result = None
+                else:
+                    result = self._check_credentials(session, name, password, ctx)
+            failed = retry_after is None and result is None
+        finally:
+            if not failed and self._limiter is not None:
+                self._limiter.release(self._limits.login_address, ctx.client or "")
         if retry_after is not None:
             raise TooManyRequests("too many failed sign-ins; try again later", retry_after)
         if result is None:
-            if self._limiter is not None:
-                self._limiter.record(self._limits.login_address, ctx.client or "")
             raise NotAuthenticated(BAD_SIGN_IN)
         return result
 
-    def _check_address(self, name: str, ctx: RequestContext) -> None:
-        """TooManyRequests (audited) when this client failed too often, whatever the names."""
+    def _reserve_address(self, name: str, ctx: RequestContext) -> None:
+        """Count this attempt against its client now; TooManyRequests (audited, and not
+        counted) when the client failed too often, whatever the names."""
         if self._limiter is None:
             return
         try:
-            self._limiter.check(self._limits.login_address, ctx.client or "")
+            self._limiter.enforce(self._limits.login_address, ctx.client or "")
         except TooManyRequests as err:
+            self._limiter.release(self._limits.login_address, ctx.client or "")
             with self._db.session() as session:
                 anonymous = Actor(id=0, username=name, role="")
                 self._record(session, anonymous, "login.throttled", ctx, name, "denied",
