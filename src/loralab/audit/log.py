@@ -226,6 +226,34 @@ class AuditLog:
         if last is not None:
             self.anchor.seal(Head(last.id, last.hash))
 
+    def anchor_current_head(self) -> Head | None:
+        """Seal the table's newest record when this process's anchor holds nothing yet; the
+        head sealed, or None when nothing was done (no anchor, one already sealed, an empty or
+        damaged one: ``verify`` reports damage).
+
+        For a process that joins a running platform with an anchor of its own (another
+        machine): the records so far were sealed elsewhere, and until its first append its
+        ``verify`` would call the chain not anchored. This trusts the table as it is at start,
+        as the first append after a missing anchor file always has; an anchor that exists is
+        never moved (it moves forward at appends only).
+        """
+        if self.anchor is None:
+            return None
+        try:
+            if self.anchor.read() is not None:
+                return None
+        except ValueError:
+            return None
+        with self._db.session() as session:
+            last = session.execute(
+                select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
+            ).first()
+        if last is None:
+            return None
+        head = Head(last.id, last.hash)
+        self.anchor.seal(head)
+        return head
+
     def record_by(
         self,
         session: Session,

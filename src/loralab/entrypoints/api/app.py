@@ -1,8 +1,9 @@
 """The platform API: sign-in, jobs, datasets, models, predictions, audit, health, metrics.
 
 ``create_app(settings)`` refuses to build with a weak signing secret (outside dev_mode), brings
-the database to the newest migration, creates the bootstrap admin if configured, and serves the
-same prediction routes as ``loralab serve`` behind sign-in.
+the database to the newest migration, creates the bootstrap admin if configured, anchors the
+audit chain where this machine has no anchor yet, and serves the same prediction routes as
+``loralab serve`` behind sign-in.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def create_app(settings: Settings, found: Services | None = None) -> FastAPI:
     prepare_database(settings)  # migrations, then the card folder into a registry database
     found = found or build_services(settings)
     found.users.bootstrap_admin(settings.auth)
+    found.audit.anchor_current_head()  # a new machine's anchor starts at today's head
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ import typer
 from loralab.entrypoints.cli.common import console, err_console
 
 if TYPE_CHECKING:
-    from loralab.settings import AuthSettings
+    from loralab.settings import Settings
 
 APP = "loralab.entrypoints.api.main:app"
 WORKERS_HELP = (
@@ -46,7 +46,7 @@ def api(
     configure_logging(settings, "api")
     count = workers or settings.api.workers
     bind, at = host or settings.api.host, port or settings.api.port
-    _prepare(settings.auth, settings.db_url)
+    _prepare(settings)
     database = "PostgreSQL" if settings.db_url.startswith("postgres") else "SQLite"
     console.print(
         f"[bold]loralab api[/bold] on http://{bind}:{at}  (docs: /docs)  "
@@ -61,14 +61,15 @@ def api(
         )  # fmt: skip
 
 
-def _prepare(auth: AuthSettings, db_url: str) -> None:
-    """Refuse a weak signing secret and bring the database to the newest migration, once."""
-    from loralab.infra.migrate import upgrade_database
+def _prepare(settings: Settings) -> None:
+    """Refuse a weak signing secret and prepare the database (migrations, card import) once,
+    before the workers start (each does it again, finding nothing to do)."""
+    from loralab.bootstrap import prepare_database
     from loralab.users.tokens import check_secret
 
     try:
-        check_secret(auth)
-        upgrade_database(db_url)
+        check_secret(settings.auth)
+        prepare_database(settings)
     except ValueError as err:
         err_console.print(f"[bold red]error:[/bold red] {err}")
         raise typer.Exit(2) from None
