@@ -127,7 +127,8 @@ def prepare_database(settings: Settings) -> None:
     if settings.registry_backend != "database":
         return
     from loralab.infra.db import Database
-    from loralab.registry.db_store import DbCardStore, import_card_files
+    from loralab.registry.db_import import import_card_files
+    from loralab.registry.db_store import DbCardStore
 
     db = Database(settings.db_url)
     try:

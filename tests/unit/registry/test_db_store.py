@@ -25,7 +25,8 @@ from loralab.bootstrap import prepare_database
 from loralab.errors import NotFound
 from loralab.infra.db import Database
 from loralab.registry.cards import Stage, validate_card
-from loralab.registry.db_store import DbCardStore, DbStageStore, import_card_files
+from loralab.registry.db_import import import_card_files
+from loralab.registry.db_store import DbCardStore, DbStageStore
 from loralab.registry.mlflow_stages import MlflowStageStore
 from loralab.registry.service import RegistryService
 from loralab.registry.stages import StageChange

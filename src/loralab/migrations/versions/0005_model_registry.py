@@ -10,7 +10,7 @@ unique index lets at most one version per model be in Production, on PostgreSQL 
 ``model_stage_history`` is the append-only stage history.
 
 The existing JSON cards are not moved here: a migration cannot see the settings that name the
-card folder. ``loralab.registry.db_store.import_card_files`` moves them in, run after the
+card folder. ``loralab.registry.db_import.import_card_files`` moves them in, run after the
 upgrade when the database backend is in effect (``loralab.bootstrap.prepare_database``).
 """
 
