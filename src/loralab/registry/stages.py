@@ -5,9 +5,9 @@ Archived -> Staging. Promoting a version to Production archives the previous Pro
 
 :class:`StageStore` is the one interface through which the registry service and the prediction
 service read and change stages, in the way MLflow separates ``AbstractStore`` from its file and
-SQL stores: the MLflow implementation is ``loralab.registry.mlflow_stages.MlflowStageStore``;
-a database implementation would be a second subclass. Every implementation must pass the
-contract test in ``tests/unit/registry/stage_store_contract.py``.
+SQL stores: the MLflow implementation is ``loralab.registry.mlflow_stages.MlflowStageStore``
+(files backend), the database one ``loralab.registry.db_store.DbStageStore``. Every
+implementation must pass the contract test in ``tests/helpers/stage_store_contract.py``.
 """
 
 from __future__ import annotations
