@@ -155,4 +155,7 @@ def promote(
     else:
         ref = model
     registry = RegistryService(settings or load_settings())
-    return registry.transition(ref, stage, user or getpass.getuser(), reason, force)
+    try:
+        return registry.transition(ref, stage, user or getpass.getuser(), reason, force)
+    finally:
+        registry.close()

@@ -227,16 +227,17 @@ def _register(
     name = model_name or config.experiment
     if progress is not None:
         progress.note(f"registering model {name}")
+    registry = RegistryService(settings)
     try:
-        card = RegistryService(settings).register_run(
-            name=name, **_card_fields(result, config, dataset, user)
-        )
+        card = registry.register_run(name=name, **_card_fields(result, config, dataset, user))
     except Exception as err:  # noqa: BLE001 - the model is trained; registration is extra
         log.warning("registering run %s failed: %s", result.run.run_id, err)
         update_state(result.run, registration_error=str(err))
         if progress is not None:
             progress.note(f"model registration failed (run kept): {err}")
         return
+    finally:
+        registry.close()
     update_state(result.run, registered_model=card.ref)
     if progress is not None:
         progress.note(f"registered model {card.ref} (Staging)")

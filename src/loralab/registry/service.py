@@ -126,6 +126,7 @@ class RegistryService:
         opened from ``settings.db_url`` when first needed if not given."""
         self.settings = settings
         self._db = db
+        self._owns_db = db is None  # opened here: closed by close()
         self.store = self._card_store()
         self._registry = registry
         self._embedder = embedder
@@ -151,6 +152,13 @@ class RegistryService:
 
             self._db = Database(self.settings.db_url, self.settings.db.echo)
         return self._db
+
+    def close(self) -> None:
+        """Release the database connections this service opened itself (a service built per
+        call, as a training run's registration is, must not leave its engine behind)."""
+        if self._owns_db and self._db is not None:
+            self._db.dispose()
+            self._db = None
 
     @property
     def registry(self) -> ModelRegistry:

@@ -49,10 +49,11 @@ def open_services(*, migrate: bool = False) -> Services:
     from loralab.settings import load_settings
 
     settings = load_settings()
-    if migrate:
-        from loralab.infra.migrate import upgrade_database
+    # the database registry backend keeps the cards in the database: it must be there too
+    if migrate or settings.registry_backend == "database":
+        from loralab.bootstrap import prepare_database
 
-        upgrade_database(settings.db_url)
+        prepare_database(settings)
     return build_services(settings)
 
 
