@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,9 @@ from loralab.identity import Actor, RequestContext
 from loralab.infra.db import AuditRecord, Database, as_utc, utcnow
 from loralab.infra.locks import AUDIT_LOCK_KEY, serialise_writes
 
+log = logging.getLogger("loralab.audit")
 GENESIS_HASH = "0" * 64
+_PENDING, _LISTENING = "loralab_audit_head", "loralab_audit_listening"  # Session.info keys
 OUTCOMES = ("allowed", "denied", "failed")
 MAX_QUERY_LIMIT = 500
 # a detail key containing one of these is refused: no passwords or tokens ever in the log
@@ -43,6 +46,10 @@ SECRET_MARKERS = (
     "password", "passwd", "token", "secret", "authorization", "api_key", "apikey",
     "credential", "private_key",
 )  # fmt: skip
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)
@@ -212,19 +219,32 @@ class AuditLog:
         session.add(row)
         session.flush()
         if self.anchor is not None:
-            event.listen(session, "after_commit", self._seal_head, once=True)
+            self._seal_after_commit(session, Head(row.id, row.hash))
         return row
 
-    def _seal_head(self, _session: Session) -> None:
-        """Seal the committed head of the chain (read back: a rolled-back append seals
-        nothing that is not in the table)."""
-        assert self.anchor is not None
-        with self._db.session() as session:
-            last = session.execute(
-                select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
-            ).first()
-        if last is not None:
-            self.anchor.seal(Head(last.id, last.hash))
+    def _seal_after_commit(self, session: Session, head: Head) -> None:
+        """Seal ``head`` once the caller's transaction commits; a rollback seals nothing.
+
+        ``head`` is the record just appended under the write lock, so it is the chain's head
+        when the transaction commits, and sealing needs no database. (Reading the head back in
+        a new session needed a second pooled connection while the caller's was still held:
+        under load every connection of the pool waited for a second one, and ``POST /train``
+        failed after the pool's 30 s timeout, its job committed.)
+        """
+        if not session.info.get(_LISTENING):
+            session.info[_LISTENING] = True
+            event.listen(session, "after_commit", self._seal_pending)
+            event.listen(session, "after_rollback", _drop_pending)
+        session.info[_PENDING] = head  # a later append in the transaction is the newer head
+
+    def _seal_pending(self, session: Session) -> None:
+        head = session.info.pop(_PENDING, None)
+        if head is None or self.anchor is None:
+            return
+        try:
+            self.anchor.seal(head)
+        except OSError as err:  # the change is committed: fail the anchor, not the request
+            log.error("audit anchor not sealed at record %d: %s", head.id, err)
 
     def anchor_current_head(self) -> Head | None:
         """Seal the table's newest record when this process's anchor holds nothing yet; the
