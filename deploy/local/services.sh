@@ -60,9 +60,9 @@ start() {
   $BIN/loralab users list >/dev/null  # brings the platform database to the newest migration
   start_one worker $BIN/celery -A loralab.entrypoints.worker.main worker -Q cpu \
     --concurrency 1 --loglevel INFO
-  # --no-proxy-headers: the client is the peer; trusted proxies are api.trusted_proxies
-  start_one api $BIN/uvicorn loralab.entrypoints.api.main:app --host 127.0.0.1 --port "$API_PORT" \
-    --no-proxy-headers
+  # loralab api: uvicorn without proxy headers (the client is the peer; trusted proxies are
+  # api.trusted_proxies); API_WORKERS (or LORALAB_API__WORKERS) processes on one port
+  start_one api $BIN/loralab api --host 127.0.0.1 --port "$API_PORT" ${API_WORKERS:+--workers $API_WORKERS}
   wait_for api "curl -sf http://127.0.0.1:$API_PORT/health"
   start_one ui $BIN/streamlit run src/loralab/entrypoints/ui/app.py --server.address 127.0.0.1 \
     --server.port "$UI_PORT" --server.headless true --browser.gatherUsageStats false \
