@@ -187,7 +187,8 @@ class ServingSettings(BaseModel):
     )
     onnx_cache_dir: Path | None = Field(
         default=None,
-        description="Where exported ONNX models are cached. Empty: <results home>/.onnx-cache.",
+        description="Where exported ONNX models are cached. Empty: <storage cache>/onnx "
+        "(<results home>/.cache/onnx by default).",
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from loralab.errors import InvalidInput, NotFound, PayloadTooLarge
+from loralab.infra.artifacts import cache_dir
 from loralab.observability.metrics import Metrics
 from loralab.serving.engine import ModelPool
 from loralab.serving.onnx_cache import OnnxCache
@@ -288,7 +289,7 @@ def onnx_cache(settings: Settings) -> OnnxCache | None:
     serving = settings.serving
     if serving.mode != "merged" or not serving.onnx:
         return None
-    root = serving.onnx_cache_dir or settings.storage.results_dir / ".onnx-cache"
+    root = serving.onnx_cache_dir or cache_dir(settings) / "onnx"
     return OnnxCache(
         Path(root), threads=serving.onnx_threads or serving.threads, spin=serving.onnx_spin
     )
