@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,12 @@ def machine(tmp: Path, name: str, stack: SharedStack) -> Settings:
 
 
 def train_on_a(
-    tmp: Path, settings: Settings, config: dict[str, Any], *, run_id: str, model: str, die_at: int
+    settings: Settings, config: dict[str, Any], *, run_id: str, model: str, die_at: int
 ) -> subprocess.CompletedProcess[str]:
+    """``python -c MACHINE_A`` in machine A's own folder (it imports from there: never a
+    folder that shadows a package, such as a dataset store named datasets)."""
+    home = settings.storage.results_dir.parent
+    home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "LORALAB_STORAGE__RESULTS_DIR": str(settings.storage.results_dir),
@@ -90,7 +95,7 @@ def train_on_a(
     }
     args = [sys.executable, "-c", MACHINE_A, json.dumps(config), str(die_at), run_id, model]
     return subprocess.run(
-        args, env=env, cwd=tmp, capture_output=True, text=True, timeout=300, check=False
+        args, env=env, cwd=home, capture_output=True, text=True, timeout=300, check=False
     )
 
 
@@ -123,7 +128,7 @@ def test_b_serves_a_version_trained_on_a_from_the_artifact_store(
 ) -> None:
     a, b = machine(tmp_path, "a", stack), machine(tmp_path, "b", stack)
     config = tiny_config(tmp_path, tiny_bert, "shared-serve", max_steps=8)
-    done = train_on_a(tmp_path, a, config, run_id="20260101-000000-aaaaaa", model="sent", die_at=0)
+    done = train_on_a(a, config, run_id="20260101-000000-aaaaaa", model="sent", die_at=0)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-1].startswith("succeeded ")
     run_a = find_run(a.storage.results_dir, "20260101-000000-aaaaaa")
@@ -160,7 +165,7 @@ def test_b_resumes_a_run_whose_machine_died_in_the_same_mlflow_run(
     a, b = machine(tmp_path, "a", stack), machine(tmp_path, "b", stack)
     run_id = "20260101-000000-bbbbbb"
     config = tiny_config(tmp_path, tiny_bert, "shared-resume", max_steps=12)
-    died = train_on_a(tmp_path, a, config, run_id=run_id, model="resumed", die_at=5)
+    died = train_on_a(a, config, run_id=run_id, model="resumed", die_at=5)
     assert died.returncode == -9, died.stderr[-3000:]  # killed at step 5: after checkpoint-4
     run_a = find_run(a.storage.results_dir, run_id)
     assert read_state(run_a)["status"] == "running"
@@ -190,3 +195,134 @@ def test_b_resumes_a_run_whose_machine_died_in_the_same_mlflow_run(
     best = trainer_state.get("best_model_checkpoint")
     assert best is None or Path(best).is_relative_to(run_b.checkpoints)
     assert RunPaths(run_b.root).adapter.is_dir()
+
+
+# Machine A's worker: one delivery of the job, in a process of its own that dies (SIGKILL)
+# right after its first checkpoint copy reached the store.
+WORKER_A = """
+import os, signal, sys
+from loralab.infra.db import Database
+from loralab.infra.tracking import MlflowTracker
+from loralab.jobs.execution import execute_job
+from loralab.settings import load_settings
+
+upload = MlflowTracker.save_checkpoint
+
+def upload_then_die(self, checkpoint, run_files):
+    upload(self, checkpoint, run_files)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+MlflowTracker.save_checkpoint = upload_then_die
+settings = load_settings()
+execute_job(Database(settings.db_url), settings, sys.argv[1], "machine-a")
+"""
+
+
+def test_a_job_whose_worker_died_on_a_resumes_on_b_in_the_same_mlflow_run(
+    tmp_path: Path, tiny_bert: Path, stack: SharedStack
+) -> None:
+    from tests.conftest import make_rows, write_csv
+    from tests.integration.services import RedisServer, private_pg_database, settings_env
+
+    from loralab.audit.log import AuditLog
+    from loralab.datasets.service import DataSpec, register_dataset
+    from loralab.entrypoints.worker.app import create_celery
+    from loralab.identity import Actor, RequestContext
+    from loralab.infra.db import Database, Job, User
+    from loralab.infra.queue import CeleryJobQueue
+    from loralab.jobs.execution import execute_job
+    from loralab.jobs.requests import TrainRequest
+    from loralab.jobs.service import JobService
+
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    with private_pg_database() as url:
+        shared = {
+            "db": {"url": url},
+            "queue": {
+                "broker_url": redis.url,
+                "heartbeat_seconds": 0.5,
+                "stale_after_seconds": 2,
+                "refuse_unserved": False,
+            },
+            # the dataset store is shared as a folder: fetching datasets is not built yet
+            "datasets": {"store_dir": tmp_path / "dataset-store"},
+        }
+        a, b = (
+            Settings.model_validate(
+                {
+                    **machine(tmp_path, name, stack).model_dump(),
+                    **shared,
+                    "storage": {
+                        "results_dir": tmp_path / name / "results",
+                        "models_dir": tiny_bert.parent,
+                    },
+                }
+            )
+            for name in ("a", "b")
+        )
+        db = Database(url)
+        try:
+            with db.session() as session:
+                user = User(username="alice", password_hash="x", role="user")
+                session.add(user)
+                session.flush()
+                alice = Actor(user.id, "alice", "user")
+            data = write_csv(tmp_path / "reviews.csv", make_rows(80))
+            register_dataset(
+                a, "reviews", data, user="alice", spec=DataSpec(base_model=str(tiny_bert))
+            )
+            request = TrainRequest(
+                train_file="reviews@latest",
+                base_model=tiny_bert.name,
+                experiment="shared-job",
+                model_name="shared-job",
+                max_steps=8,
+                eval_steps=4,
+                batch_size=8,
+                validation_split=0.2,
+                early_stopping_patience=0,
+            )
+            jobs = JobService(db, a, CeleryJobQueue(create_celery(a)), AuditLog(db))
+            job_id = jobs.submit(alice, request, RequestContext(client="test")).task_id
+
+            args = [sys.executable, "-c", WORKER_A, job_id]
+            env = settings_env(
+                a,
+                LORALAB_MLFLOW__TRACKING_URI=stack.tracking_uri,
+                LORALAB_DATASETS__STORE_DIR=str(a.dataset_store_dir),
+                LORALAB_QUEUE__HEARTBEAT_SECONDS="0.5",
+            )
+            cwd = a.storage.results_dir.parent  # python -c imports from its folder: one of A's
+            cwd.mkdir(parents=True, exist_ok=True)
+            died = subprocess.run(
+                args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+            )
+            assert died.returncode == -9, died.stderr[-3000:]
+            with db.session() as session:
+                row = session.get(Job, job_id)
+                assert row is not None and row.state == "training" and row.run_id
+                run_id = row.run_id
+            assert not (b.storage.results_dir / "shared-job").exists()
+            time.sleep(2.5)  # A's lease goes stale
+            execute_job(db, b, job_id, "machine-b")
+
+            with db.session() as session:
+                done = session.get(Job, job_id)
+                assert done is not None
+                assert done.state == "succeeded", done.error
+                assert done.attempts == 2 and done.run_id == run_id
+                mlflow_run_id = done.mlflow_run_id
+            client = MlflowClient(stack.tracking_uri)
+            experiment = client.get_experiment_by_name("shared-job")
+            assert experiment is not None
+            tracked = client.search_runs(
+                [experiment.experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_id}'"
+            )
+            assert [r.info.run_id for r in tracked] == [mlflow_run_id]  # one MLflow run
+            assert tracked[0].info.status == "FINISHED"
+            run_b = find_run(b.storage.results_dir, run_id)
+            assert read_state(run_b)["registered_model"] == done.model_version
+        finally:
+            db.dispose()
+            redis.kill()

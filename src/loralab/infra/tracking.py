@@ -148,7 +148,8 @@ class MlflowTracker:
 
     def save_checkpoint(self, checkpoint: Path, run_files: list[Path]) -> None:
         """With shared artifacts: a copy of a complete checkpoint (and ``run_files``) in the
-        run's artifacts, so another machine can resume the run. A failed upload is logged, not
+        run's artifacts, so another machine can resume the run; the metrics up to it are sent
+        first, so the curves a resumed run continues are whole. A failed upload is logged, not
         raised: the training goes on, only resuming elsewhere loses this checkpoint."""
         if not self.mirror_checkpoints or self.run_id is None:
             return
@@ -156,6 +157,7 @@ class MlflowTracker:
         from loralab.training.checkpoints import MARKER
 
         try:
+            self.flush()
             CheckpointMirror(self.client, MARKER).upload(self.run_id, checkpoint, run_files)
         except Exception as err:  # noqa: BLE001 - the local checkpoint is whole; this is a copy
             log.warning("checkpoint %s not copied to the artifact store: %s", checkpoint.name, err)
