@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from loralab.audit.anchor import AuditAnchor, Head
 from loralab.identity import Actor, RequestContext
@@ -38,7 +38,10 @@ from loralab.infra.locks import AUDIT_LOCK_KEY, serialise_writes
 
 log = logging.getLogger("loralab.audit")
 GENESIS_HASH = "0" * 64
-_PENDING, _LISTENING = "loralab_audit_head", "loralab_audit_listening"  # Session.info keys
+# Session.info keys: the head appended in the open transaction, the head of a committed one
+# waiting for the connection's release, and whether the session's hooks are in place
+_PENDING, _COMMITTED = "loralab_audit_head", "loralab_audit_committed"
+_LISTENING = "loralab_audit_listening"
 OUTCOMES = ("allowed", "denied", "failed")
 MAX_QUERY_LIMIT = 500
 # a detail key containing one of these is refused: no passwords or tokens ever in the log
@@ -50,6 +53,17 @@ SECRET_MARKERS = (
 
 def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_COMMITTED, None)
+
+
+def _committed(session: Session) -> None:
+    """The transaction committed: its head waits for the end of the root transaction (a
+    savepoint's commit is not the transaction's)."""
+    if session.in_nested_transaction():
+        return
+    head = session.info.pop(_PENDING, None)
+    if head is not None:
+        session.info[_COMMITTED] = head
 
 
 @dataclass(frozen=True)
@@ -229,16 +243,22 @@ class AuditLog:
         when the transaction commits, and sealing needs no database. (Reading the head back in
         a new session needed a second pooled connection while the caller's was still held:
         under load every connection of the pool waited for a second one, and ``POST /train``
-        failed after the pool's 30 s timeout, its job committed.)
+        failed after the pool's 30 s timeout, its job committed.) The seal is written when the
+        transaction has ended and its connection is back in the pool, so the file's fsync
+        never holds a database connection; ``commit()`` still returns after the seal.
         """
         if not session.info.get(_LISTENING):
             session.info[_LISTENING] = True
-            event.listen(session, "after_commit", self._seal_pending)
+            event.listen(session, "after_commit", _committed)
             event.listen(session, "after_rollback", _drop_pending)
+            event.listen(session, "after_transaction_end", self._seal_committed)
         session.info[_PENDING] = head  # a later append in the transaction is the newer head
 
-    def _seal_pending(self, session: Session) -> None:
-        head = session.info.pop(_PENDING, None)
+    def _seal_committed(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is not None:  # a savepoint or an inner block: not the end yet
+            return
+        head = session.info.pop(_COMMITTED, None)
+        session.info.pop(_PENDING, None)  # ended without a commit (closed): nothing to seal
         if head is None or self.anchor is None:
             return
         try:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from loralab.datasets.analysis import Profile, profile_rows, write_report
+from loralab.datasets.tokens import token_meter, unknown_rate
 from loralab.datasets.validation import (
     TokenCounter,
     UnknownCounter,
@@ -119,63 +120,6 @@ def limits_for(settings: Settings) -> ValidationLimits:
     return ValidationLimits(
         d.max_rows, d.max_bytes, d.imbalance_ratio, d.truncation_warn_share, d.max_examples
     )
-
-
-class TokenMeter:
-    """Token ids of a batch with a base model's tokenizer: lengths and unknown tokens.
-
-    The two are asked for the same batch in turn; the batch is encoded once.
-    """
-
-    def __init__(
-        self, encode: Callable[[list[str]], list[list[int]]], unknown_id: int | None
-    ) -> None:
-        self._encode = encode
-        self.unknown_id = unknown_id
-        self._last: tuple[list[str], list[list[int]]] | None = None
-
-    def _ids(self, texts: list[str]) -> list[list[int]]:
-        if self._last is None or self._last[0] is not texts:
-            self._last = (texts, self._encode(texts))
-        return self._last[1]
-
-    def lengths(self, texts: list[str]) -> list[int]:
-        """Tokens per text, special tokens included."""
-        return [len(ids) for ids in self._ids(texts)]
-
-    def unknowns(self, texts: list[str]) -> list[int]:
-        """Unknown tokens per text (0 for byte-level tokenizers, which have none)."""
-        if self.unknown_id is None:
-            return [0] * len(texts)
-        return [ids.count(self.unknown_id) for ids in self._ids(texts)]
-
-
-def token_meter(base_model: str) -> TokenMeter:
-    """A :class:`TokenMeter` with the base model's tokenizer (fast tokenizers in Rust)."""
-    from loralab.training.catalog import resolve_model
-
-    model = resolve_model(base_model)
-    tokenizer_json = Path(model.source) / "tokenizer.json"
-    if tokenizer_json.is_file():
-        # The tokenizers library alone: no transformers/torch import (seconds saved).
-        from tokenizers import Tokenizer
-
-        backend = Tokenizer.from_file(str(tokenizer_json))
-        backend.no_truncation()  # some tokenizer.json files ship with truncation or padding on
-        backend.no_padding()
-        unk = getattr(backend.model, "unk_token", None)
-        return TokenMeter(
-            lambda texts: [e.ids for e in backend.encode_batch(texts)],
-            backend.token_to_id(unk) if isinstance(unk, str) else None,
-        )
-    from loralab.training.model import load_tokenizer
-
-    tokenizer: Any = load_tokenizer(model)
-
-    def encode(texts: list[str]) -> list[list[int]]:
-        return list(tokenizer(texts, truncation=False, verbose=False)["input_ids"])
-
-    return TokenMeter(encode, tokenizer.unk_token_id)
 
 
 def token_counter(base_model: str) -> TokenCounter:
@@ -451,14 +395,7 @@ def language_fit(
     if not profile.counts:  # registered before language profiles: measure now
         profile = LanguageProfile.of(t for t, _ in read_canonical(store.file_of(version)))
     rate = None
-    if model_languages(base_model) is None:
-        texts = [
-            t
-            for _, (t, _) in zip(
-                range(FIT_SAMPLE_ROWS), read_canonical(store.file_of(version)), strict=False
-            )
-        ]
-        meter = token_meter(model_source or base_model)
-        tokens, unknown = sum(meter.lengths(texts)), sum(meter.unknowns(texts))
-        rate = unknown / tokens if tokens else None
+    if model_languages(base_model) is None:  # measured once per version and tokenizer
+        data = store.file_of(version)
+        rate = unknown_rate(model_source or base_model, data, version.fingerprint, FIT_SAMPLE_ROWS)
     return check_model_fit(profile, base_model, rate)

@@ -8,6 +8,7 @@ their own jobs, an admin any job, and a job of someone else looks exactly like a
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,7 @@ from loralab.training.config import TrainConfig
 
 log = logging.getLogger("loralab.jobs")
 MAX_PAGE = 500
+SERVED_MEMO_SECONDS = 1.0  # how long a live worker's yes is trusted without asking Redis
 
 
 def queue_for(device: str) -> str:
@@ -75,6 +77,7 @@ class JobService:
         self.queue = queue
         self.audit = audit
         self.workers = workers
+        self._served_until: dict[str, float] = {}  # queue -> monotonic time a yes holds until
 
     # -- users ---------------------------------------------------------------------------------
     def submit(self, actor: Actor, request: TrainRequest, ctx: RequestContext) -> JobView:
@@ -106,8 +109,10 @@ class JobService:
                 "or cancel one",
                 retry_after=30,
             )
-        row.published_at = self._send(job_id, queue)
-        with self.db.session() as session:  # the row as inserted: only its position is read
+        sent = self._send(job_id, queue)
+        with self.db.session() as session:  # the stamp and the view: one transaction
+            if sent:
+                row.published_at = self._stamp_published(session, job_id)
             return self._view(session, row, owner=actor.username)
 
     def get(self, actor: Actor, job_id: str) -> JobView:
@@ -201,13 +206,27 @@ class JobService:
     def _unserved(self, queue: str) -> tuple[str, ...]:
         """A queue no live worker serves: Conflict, or (``queue.refuse_unserved`` off) a
         warning the job view shows. Unknown (no directory, Redis down): nothing said."""
-        if self.workers is None or self.workers.serves(queue) is not False:
+        if self.workers is None or self._served(self.workers, queue) is not False:
             return ()
         message = f"no worker serves the {queue} queue"
         if self.settings.queue.refuse_unserved:
             hint = " (train on another device, or ask an operator to start one)"
             raise Conflict(f"{message}: the job would never start{hint}")
         return (f"{message} right now: the job waits until one starts",)
+
+    def _served(self, workers: WorkerDirectory, queue: str) -> bool | None:
+        """``workers.serves(queue)``, where a yes is remembered for ``SERVED_MEMO_SECONDS``:
+        a worker's heartbeat outlives it by up to ``queue.worker_ttl_seconds`` anyway, so a
+        second more changes nothing, and a busy API asks Redis once a second instead of once
+        a job. A no or an unknown is asked again every time: a worker that just started is
+        seen at once."""
+        now = time.monotonic()
+        if self._served_until.get(queue, 0.0) > now:
+            return True
+        answer = workers.serves(queue)
+        if answer:
+            self._served_until[queue] = now + SERVED_MEMO_SECONDS
+        return answer
 
     def _insert_within_limit(
         self,
@@ -253,23 +272,28 @@ class JobService:
             return None
         return Job(**{name: value for name, (value, _) in fields.items()})
 
-    def _send(self, job_id: str, queue: str) -> datetime | None:
-        """Hand the id to the broker and stamp ``published_at``; None if the broker is down."""
+    def _send(self, job_id: str, queue: str) -> bool:
+        """Hand the id to the broker; False if the broker is down (the row stays unstamped)."""
         try:
             self.queue.enqueue(job_id, queue)
         except Exception as err:  # noqa: BLE001 - the row is the truth; recovery resends it
             log.warning(
                 "job %s queued but not sent to the broker (%s): recovery resends it", job_id, err
             )
-            return None
+            return False
+        return True
+
+    @staticmethod
+    def _stamp_published(session: Session, job_id: str) -> datetime:
+        """``published_at`` of a job the broker took (after the row's own transaction: the row
+        is committed before the broker hears of it)."""
         now = utcnow()
-        with self.db.session() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.published_at.is_(None))
-                .values(published_at=now)
-                .execution_options(synchronize_session=False)
-            )
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.published_at.is_(None))
+            .values(published_at=now)
+            .execution_options(synchronize_session=False)
+        )
         return now
 
     def _visible(self, session: Session, actor: Actor, job_id: str) -> Job:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from tests.helpers.jobs_fakes import Ctx, FakeQueue, Who, last_record, register_dataset
 
 from loralab.audit.log import AuditLog
@@ -90,11 +90,35 @@ def test_a_missing_dataset_is_refused_at_submit(
 
 
 def test_a_broker_outage_leaves_the_job_queued_for_recovery(
-    jobs: JobService, people: dict[str, Who], queue: FakeQueue, ref: str
+    jobs: JobService, people: dict[str, Who], queue: FakeQueue, ref: str, db: Database
 ) -> None:
     queue.broken = True
     view = jobs.submit(people["alice"], request(ref), Ctx())
-    assert view.state == "queued"
+    assert view.state == "queued" and view.dispatch == "deferred"
+    with db.session() as session:
+        assert session.scalar(select(Job.published_at).where(Job.id == view.task_id)) is None
+
+
+def test_a_submit_takes_three_transactions_and_stamps_what_the_broker_took(
+    jobs: JobService, people: dict[str, Who], queue: FakeQueue, ref: str, db: Database
+) -> None:
+    """The dataset check, the row with its audit record, then (after the publish) the
+    ``published_at`` stamp with the view's queue position: one connection checkout each."""
+    checkouts: list[object] = []
+
+    def count(*args: object) -> None:
+        checkouts.append(args)
+
+    event.listen(db.engine.pool, "checkout", count)
+    try:
+        view = jobs.submit(people["alice"], request(ref), Ctx())
+    finally:
+        event.remove(db.engine.pool, "checkout", count)
+    assert len(checkouts) == 3
+    assert view.dispatch == "sent" and view.queue_position == 1
+    with db.session() as session:
+        stamped = session.scalar(select(Job.published_at).where(Job.id == view.task_id))
+    assert stamped is not None
 
 
 def test_owner_and_admin_see_a_job_others_get_the_same_not_found(

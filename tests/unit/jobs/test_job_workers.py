@@ -127,3 +127,36 @@ def test_every_retries_after_a_failure_and_ends_when_stopped() -> None:
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert len(calls) == 3
+
+
+class CountingDirectory:
+    """Answers ``serves`` with ``answer`` and counts the questions."""
+
+    def __init__(self, answer: bool | None) -> None:
+        self.answer, self.asked = answer, 0
+
+    def serves(self, queue: str) -> bool | None:
+        self.asked += 1
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", [True, False, None])
+def test_a_live_worker_is_asked_for_once_a_second_a_missing_one_every_time(
+    db: Database, settings: Settings, people: dict[str, Who], tiny_bert: Path, tmp_path: Path,
+    answer: bool | None,
+) -> None:  # fmt: skip
+    """A yes outlives its worker by the heartbeat's TTL anyway; a no is asked again, so a
+    worker that just started is seen by the next submit."""
+    ref = register_dataset(settings, tiny_bert, tmp_path)
+    lenient = settings.model_copy(
+        update={"queue": settings.queue.model_copy(update={"refuse_unserved": False})}
+    )
+    directory = CountingDirectory(answer)
+    jobs = JobService(db, lenient, FakeQueue(), AuditLog(db), directory)
+    for who in ("alice", "bob", "root"):  # each may have 3 active jobs
+        jobs.submit(people[who], request(ref, "cpu"), Ctx())
+    assert directory.asked == (1 if answer else 3)
+    if answer:
+        jobs._served_until["cpu"] = 0.0  # a second later
+        jobs.submit(people["alice"], request(ref, "cpu"), Ctx())
+        assert directory.asked == 2
