@@ -157,9 +157,11 @@ class ServingSettings(BaseModel):
         description="Longest a request waits for others to join its batch.",
     )
     refresh_seconds: float = Field(
-        default=2.0,
+        default=1.0,
         gt=0.0,
-        description="How often stage changes (promote/archive) are picked up, without restart.",
+        description="How often the served default re-reads its stage (promote/archive), without "
+        "restart; a new default answers at once (merged mode: as an adapter until its merge, "
+        "done beside the model thread, is ready).",
     )
     precision: str = Field(
         default="auto",

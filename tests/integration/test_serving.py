@@ -139,8 +139,14 @@ def test_alias_switches_without_restart_and_archived_is_never_served(
             time.sleep(0.1)
         second = client.post("/predict", json={"text": TEXTS[0]}).json()
         assert second["model_version"] == "sent@2" and second["label"] != first["label"]
-        if mode == "merged":  # one hot model: the old one is no longer held merged
+        if mode == "merged":  # merged beside the model thread; then the old one is let go
+            deadline = time.time() + 30
+            while "sent@2 (merged)" not in client.get("/health/details").json()["loaded"]:
+                assert time.time() < deadline, "the new default was not merged within 30 s"
+                time.sleep(0.1)
             assert "sent@1 (merged)" not in client.get("/health/details").json()["loaded"]
+            merged = client.post("/predict", json={"text": TEXTS[0]}).json()
+            assert (merged["model_version"], merged["label"]) == ("sent@2", second["label"])
         registry.transition("sent@2", "Archived", user="admin")
         gone = client.post("/predict", json={"text": TEXTS[0], "model": "sent@production"})
         assert gone.status_code == 404 and "no Production" in gone.json()["detail"]
