@@ -24,6 +24,7 @@ import pstats
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -99,6 +100,36 @@ def measure(
     }
 
 
+def calls_per(app: Any, send: Any, n: int) -> float:
+    """Python and C function calls per ``send(client, i)`` in every thread of a TestClient
+    of a fresh ``app`` (its event loop and worker threads start under the counter): a figure
+    that, unlike CPU time on a shared machine, is the same from run to run."""
+    from fastapi.testclient import TestClient
+
+    calls, counting = [0], [False]
+    lock = threading.Lock()
+
+    def count(_frame: Any, event: str, _arg: Any) -> None:
+        if counting[0] and event in ("call", "c_call"):
+            with lock:
+                calls[0] += 1
+
+    threading.setprofile(count)
+    sys.setprofile(count)
+    try:
+        with TestClient(app) as client:
+            for i in range(5):  # the new loop's first requests start its threads
+                send(client, i)
+            counting[0] = True
+            for i in range(n):
+                send(client, i)
+            counting[0] = False
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)  # type: ignore[arg-type]
+    return calls[0] / n
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="POST /train measured")
@@ -168,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(profiled):
                 submit(client, i)
             profiler.disable()
+        request_calls = calls_per(create_app(load_settings()), train, 50)
+        health_calls = calls_per(create_app(load_settings()), live, 50)
         print(f"GET /health/live per request: {health['cpu_ms_min']} ms CPU (least of 10)")
         print(f"POST /train per request ({args.requests}, one at a time): {result}")
         print(f"the services alone (authenticate, limit, submit): {direct}")
@@ -175,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
         calls = stats.total_calls / profiled  # type: ignore[attr-defined]
         print(f"Python function calls per submit (services alone, deterministic): {calls:.0f}")
+        print(
+            f"Python function calls per POST /train, every thread (TestClient included): "
+            f"{request_calls:.0f}; per GET /health/live: {health_calls:.0f}"
+        )
         stats.print_stats(
             r"loralab|celery|kombu|filelock|sqlalchemy/orm/session|redis/client", args.top
         )

@@ -26,9 +26,10 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import Select, event, func, select
+from sqlalchemy import Insert, Select, Table, event, func, insert, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from loralab.audit.anchor import AuditAnchor, Head
@@ -43,6 +44,7 @@ GENESIS_HASH = "0" * 64
 _PENDING, _COMMITTED = "loralab_audit_head", "loralab_audit_committed"
 _LISTENING = "loralab_audit_listening"
 OUTCOMES = ("allowed", "denied", "failed")
+AUDIT_TABLE = cast(Table, AuditRecord.__table__)  # appends are plain INSERTs into it
 MAX_QUERY_LIMIT = 500
 # a detail key containing one of these is refused: no passwords or tokens ever in the log
 SECRET_MARKERS = (
@@ -148,6 +150,18 @@ def record_view(row: AuditRecord) -> AuditEntry:
     return AuditEntry(**hashed_fields(row), prev_hash=row.prev_hash, hash=row.hash)
 
 
+@cache
+def _newest() -> Select[Any]:
+    """The id and hash of the chain's newest record (a Core select built once)."""
+    return select(AUDIT_TABLE.c.id, AUDIT_TABLE.c.hash).order_by(AUDIT_TABLE.c.id.desc()).limit(1)
+
+
+@cache
+def _append() -> Insert:
+    """INSERT one record, its columns from the parameters (built once)."""
+    return insert(AUDIT_TABLE)
+
+
 def _fit(value: str | None, size: int) -> str | None:
     """Cut a free-text field to its column size (the hash covers the stored value)."""
     return None if value is None else value[:size]
@@ -205,7 +219,8 @@ class AuditLog:
         request_id: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> AuditRecord:
-        """Append one record inside the caller's transaction and return it.
+        """Append one record inside the caller's transaction and return it (not attached to
+        the session).
 
         ValueError for an unknown outcome, an empty action or a secret-looking detail key.
         """
@@ -224,14 +239,16 @@ class AuditLog:
             request_id=_fit(request_id, 64),
             detail=clean_detail(detail),
         )
+        session.flush()  # the caller's pending changes reach the database before the record
         serialise_writes(session, AUDIT_LOCK_KEY, "audit_log")
-        last = session.execute(
-            select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
-        ).first()
+        last = session.execute(_newest()).first()
         row.id, row.prev_hash = (last.id + 1, last.hash) if last else (1, GENESIS_HASH)
-        row.hash = record_hash(row.prev_hash, hashed_fields(row))
-        session.add(row)
-        session.flush()
+        fields = hashed_fields(row)
+        row.hash = record_hash(row.prev_hash, fields)
+        # a plain INSERT of the columns (built once): the returned row stays out of the session
+        # (nothing reads it back there), which spares the unit of work
+        stored = {**fields, "at": row.at, "prev_hash": row.prev_hash, "hash": row.hash}
+        session.execute(_append(), stored)
         if self.anchor is not None:
             self._seal_after_commit(session, Head(row.id, row.hash))
         return row

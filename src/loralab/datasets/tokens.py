@@ -11,6 +11,7 @@ dataset version is immutable (its key is its fingerprint).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,15 +71,18 @@ class _Tokenizer:
 
 
 def tokenizer_stamp(folder: Path) -> Stamp:
-    """What identifies the tokenizer files of a model folder: name, mtime and size of each."""
+    """What identifies the tokenizer files of a model folder: name, mtime and size of each
+    (one listing of the folder, a stat per tokenizer file; none for a folder that is not)."""
     found = []
-    for name in TOKENIZER_FILES:
-        try:
-            stat = (folder / name).stat()
-        except OSError:
-            continue
-        found.append((name, stat.st_mtime_ns, stat.st_size))
-    return tuple(found)
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name in TOKENIZER_FILES:
+                    stat = entry.stat()
+                    found.append((entry.name, stat.st_mtime_ns, stat.st_size))
+    except OSError:
+        return ()
+    return tuple(sorted(found))
 
 
 @lru_cache(maxsize=CACHED_TOKENIZERS)

@@ -13,26 +13,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Integer,
-    String,
-    func,
-    insert,
-    literal,
-    select,
-    update,
-)
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from loralab.audit.log import AuditLog
 from loralab.datasets.uploads import check_visible
 from loralab.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooManyRequests
 from loralab.identity import Actor, RequestContext
-from loralab.infra.db import Database, Job, User, UTCDateTime, utcnow
+from loralab.infra.db import Database, Job, User, utcnow
 from loralab.infra.queue import JobQueue
-from loralab.jobs import states
+from loralab.jobs import statements, states
 from loralab.jobs.requests import TrainRequest, to_train_config
 from loralab.jobs.views import JobView, ProgressView, StepView
 from loralab.jobs.workers import WorkerDirectory
@@ -241,36 +231,28 @@ class JobService:
         statement (SQLite), behind a lock on the owner's row (PostgreSQL). Returns the row as
         inserted (not attached to the session), or None when the limit refused it."""
         if self.db.is_postgres:
-            session.execute(select(User.id).where(User.id == actor.id).with_for_update())
-        active = (
-            select(func.count())
-            .select_from(Job)
-            .where(Job.owner_id == actor.id, Job.state.in_(states.ACTIVE))
-            .scalar_subquery()
-        )
+            session.execute(statements.lock_owner(), {"owner": actor.id})
         now = utcnow()
-        stamp = UTCDateTime()
-        fields: dict[str, tuple[Any, Any]] = {
-            "id": (job_id, String),
-            "owner_id": (actor.id, Integer),
-            "state": (states.QUEUED, String),
-            "config": (config, JSON),
-            "model_name": (request.model_name, String),
-            "queue": (queue_for(str(config.get("device"))), String),
-            "attempts": (0, Integer),
-            "cancel_requested": (False, Boolean),
-            "progress": (progress or {}, JSON),
-            "created_at": (now, stamp),
-            "updated_at": (now, stamp),
+        values: dict[str, Any] = {
+            "id": job_id,
+            "owner_id": actor.id,
+            "state": states.QUEUED,
+            "config": config,
+            "model_name": request.model_name,
+            "queue": queue_for(str(config.get("device"))),
+            "attempts": 0,
+            "cancel_requested": False,
+            "progress": progress or {},
+            "created_at": now,
+            "updated_at": now,
         }
-        values = [literal(value, kind) for value, kind in fields.values()]
-        source = select(*values).where(active < self.settings.queue.max_active_per_user)
-        # RETURNING, not rowcount: an ORM INSERT ... SELECT reports rowcount -1 on PostgreSQL
-        # whether it inserted or not, and a refused job read as queued
-        statement = insert(Job).from_select(list(fields), source).returning(Job.id)
-        if session.execute(statement).scalar() is None:
+        limit = self.settings.queue.max_active_per_user
+        inserted = session.execute(
+            statements.insert_within_limit(), {**values, "owner": actor.id, "limit": limit}
+        )
+        if inserted.scalar() is None:
             return None
-        return Job(**{name: value for name, (value, _) in fields.items()})
+        return Job(**values)
 
     def _send(self, job_id: str, queue: str) -> bool:
         """Hand the id to the broker; False if the broker is down (the row stays unstamped)."""
@@ -288,12 +270,7 @@ class JobService:
         """``published_at`` of a job the broker took (after the row's own transaction: the row
         is committed before the broker hears of it)."""
         now = utcnow()
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.published_at.is_(None))
-            .values(published_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(statements.stamp_published(), {"job_id": job_id, "now": now})
         return now
 
     def _visible(self, session: Session, actor: Actor, job_id: str) -> Job:
@@ -377,12 +354,7 @@ class JobService:
     def _position(self, session: Session, row: Job) -> int:
         """1 for the next job of its queue to start."""
         ahead = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.queue == row.queue, Job.state == states.QUEUED)
-            .where(
-                (Job.created_at < row.created_at)
-                | ((Job.created_at == row.created_at) & (Job.id < row.id))
-            )
+            statements.queued_ahead(),
+            {"queue": row.queue, "created": row.created_at, "job_id": row.id},
         )
         return int(ahead or 0) + 1

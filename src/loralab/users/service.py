@@ -12,9 +12,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, Table, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,6 +84,16 @@ def validate_role(role: str) -> str:
     if role not in ROLES:
         raise InvalidInput(f"role: one of {', '.join(ROLES)}, not {role!r}")
     return role
+
+
+@cache
+def _token_check() -> Select[Any]:
+    """The columns a token check needs, as a plain row (a Core select built once): every API
+    request asks this, and building an ORM User (identity map, instrumented attributes) and
+    the statement cost more than the read."""
+    users = cast(Table, User.__table__)
+    columns = (users.c.username, users.c.role, users.c.disabled, users.c.token_version)
+    return select(*columns).where(users.c.id == bindparam("uid"))
 
 
 class UserService:
@@ -290,15 +301,15 @@ class UserService:
         gone, disabled or changed since it was issued."""
         claims = decode_token(token, self._auth)
         with self._db.session() as session:
-            user = session.get(User, claims["uid"])
-            if (
-                user is None
-                or user.username != claims["sub"]
-                or user.disabled
-                or user.token_version != claims["ver"]
-            ):
-                raise NotAuthenticated("token revoked or user unknown")
-            return Actor(id=user.id, username=user.username, role=user.role)
+            user = session.execute(_token_check(), {"uid": claims["uid"]}).first()
+        if (
+            user is None
+            or user.username != claims["sub"]
+            or user.disabled
+            or user.token_version != claims["ver"]
+        ):
+            raise NotAuthenticated("token revoked or user unknown")
+        return Actor(id=claims["uid"], username=user.username, role=user.role)
 
     # --- changes that revoke tokens ---
 

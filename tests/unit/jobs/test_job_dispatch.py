@@ -3,17 +3,19 @@ job whose message still waits in the broker is never sent again (issue 11, class
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.helpers.jobs_fakes import Ctx, FakeQueue, Who, register_dataset
 
 from loralab.infra.celery_app import create_celery_app
 from loralab.infra.db import Database, Job, utcnow
-from loralab.infra.queue import SENT_MARKER, CeleryJobQueue, TrackedQueue
+from loralab.infra.queue import SENT_MARKER, SENT_SET, CeleryJobQueue, TrackedQueue
 from loralab.jobs.recover import requeue_stale
 from loralab.jobs.requests import TrainRequest
 from loralab.jobs.service import JobService
@@ -89,21 +91,73 @@ def test_a_job_never_sent_is_deferred_then_sent_by_the_sweep(
     assert jobs.get(people["alice"], job_id).dispatch == "sent"
 
 
-@pytest.mark.integration
-def test_the_celery_queue_marks_what_it_sent_in_redis(tmp_path: Path) -> None:
+@pytest.fixture()
+def celery_queue() -> Iterator[tuple[CeleryJobQueue, Any]]:
+    """The Celery queue on the shared Redis, database 15, and a client of it."""
     import redis
 
     settings = Settings(queue=QueueSettings(broker_url="redis://127.0.0.1:6379/15"))
-    queue = CeleryJobQueue(create_celery_app(settings))
+    client = redis.Redis.from_url(settings.queue.broker_url)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    yield CeleryJobQueue(create_celery_app(settings)), client
+    client.delete("cpu")  # the tests' messages, in their own database
+
+
+@pytest.mark.integration
+def test_the_celery_queue_marks_what_it_sent_in_redis(
+    celery_queue: tuple[CeleryJobQueue, Any],
+) -> None:
+    queue, client = celery_queue
     assert isinstance(queue, TrackedQueue)
     sent, other = f"t-{uuid.uuid4()}", f"t-{uuid.uuid4()}"
-    client = redis.Redis.from_url(settings.queue.broker_url)
     try:
         queue.enqueue(sent, "cpu")
         assert queue.forgotten([sent, other]) == {other}
-        assert 0 < client.ttl(SENT_MARKER + sent) <= settings.queue.visibility_timeout
-        client.delete(SENT_MARKER + sent)  # what a Redis restarted without data looks like
+        expiry = client.zscore(SENT_SET, sent)
+        assert expiry is not None
+        assert 0 < expiry - time.time() <= queue.marker_seconds
+        assert 0 < client.ttl(SENT_SET) <= queue.marker_seconds  # the set goes with its marks
+        client.delete(SENT_SET)  # what a Redis restarted without data looks like
         assert queue.forgotten([sent]) == {sent}
     finally:
-        client.delete(SENT_MARKER + sent)
-        client.delete("cpu")  # the test's message, in its own database
+        client.zrem(SENT_SET, sent)
+
+
+@pytest.mark.integration
+def test_markers_add_no_key_per_job_and_expired_ones_are_dropped(
+    celery_queue: tuple[CeleryJobQueue, Any],
+) -> None:
+    """The broker's keyspace stays as small as its workers (SCAN reads worker heartbeats)."""
+    queue, client = celery_queue
+    client.delete(SENT_SET)
+    stale = f"t-{uuid.uuid4()}"
+    client.zadd(SENT_SET, {stale: time.time() - 1})  # a marker past its time
+    assert queue.forgotten([stale]) == {stale}
+    sent = [f"t-{uuid.uuid4()}" for _ in range(21)]
+    queue.enqueue(sent[0], "cpu")  # the set, the queue's list and its binding now exist
+    assert client.zscore(SENT_SET, stale) is None
+    keys = client.dbsize()
+    for job_id in sent[1:]:
+        queue.enqueue(job_id, "cpu")
+    assert client.dbsize() == keys
+    assert queue.forgotten(sent) == set()
+    client.zrem(SENT_SET, *sent)
+
+
+@pytest.mark.integration
+def test_markers_of_an_older_version_still_count(
+    celery_queue: tuple[CeleryJobQueue, Any],
+) -> None:
+    """Jobs marked as one key each before an upgrade are not sent twice after it."""
+    queue, client = celery_queue
+    old = f"t-{uuid.uuid4()}"
+    client.set(SENT_MARKER + old, "1", ex=60)
+    try:
+        assert queue.forgotten([old]) == set()
+        client.delete(SENT_MARKER + old)
+        assert queue.forgotten([old]) == {old}
+    finally:
+        client.delete(SENT_MARKER + old)

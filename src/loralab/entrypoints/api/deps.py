@@ -63,8 +63,14 @@ def _record_refusal(request: Request, actor: Actor | None, status: int, reason: 
     )  # fmt: skip
 
 
+async def _context(request: Request) -> RequestContext:
+    """``request_context`` as a dependency: async, so FastAPI calls it on the event loop
+    instead of handing it to a worker thread (a thread hop per request, for two reads)."""
+    return request_context(request)
+
+
 CurrentUser = Annotated[Actor, Depends(get_current_user)]
-Context = Annotated[RequestContext, Depends(request_context)]
+Context = Annotated[RequestContext, Depends(_context)]
 
 
 def check_admin(request: Request, actor: CurrentUser, ctx: Context) -> Actor:
