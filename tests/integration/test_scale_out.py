@@ -281,7 +281,8 @@ def test_a_fleet_trains_promotes_serves_and_resumes_across_machines(
         assert done["state"] == "succeeded", (done, platform.logs())
         assert done["attempts"] == 2 and done["model_version"] == "fleet@2", done
         assert done["run_id"] == before["run_id"], (done, before)
-        tracking = MlflowClient(platform.stack.tracking_uri)
+        uri = platform.stack.tracking_uri  # both explicit: another test may set a global one
+        tracking = MlflowClient(tracking_uri=uri, registry_uri=uri)
         runs = tracking.search_runs(
             [tracking.get_experiment_by_name("fleet").experiment_id],
             filter_string=f"tags.`{RUN_ID_TAG}` = '{done['run_id']}'",
