@@ -4,6 +4,7 @@ bag-of-words embedder."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import zlib
@@ -150,6 +151,15 @@ class MemoryStageStore(StageStore):
 
     def stamp(self) -> int:
         return self._stamp
+
+
+def fake_run(results: Path, run_id: str) -> None:
+    """A finished run folder as the resolver needs it (config, adapter folder, model info)."""
+    root = results / "exp" / run_id
+    (root / "artifacts" / "adapter").mkdir(parents=True)
+    (root / "config.yaml").write_text("experiment: exp\n")
+    info = {"base_model": "tiny", "labels": ["neg", "pos"], "max_length": 32, "language": "en"}
+    (root / "artifacts" / "model_info.json").write_text(json.dumps(info))
 
 
 def make_settings(tmp_path: Path, **registry: Any) -> Settings:

@@ -159,7 +159,7 @@ class DbCardStore(CardStore):
                 self._export(held)
             finally:
                 self._local.held = None
-        self._forget_stamp()
+        self.forget_stamp()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
@@ -209,7 +209,7 @@ class DbCardStore(CardStore):
         held.cards.update((name, v) for v in versions)
         if history:
             held.histories.add(name)
-        self._forget_stamp()
+        self.forget_stamp()
 
     def _export(self, held: _Held) -> None:
         """Write the card and history files of what this transaction changed."""
@@ -286,7 +286,9 @@ class DbCardStore(CardStore):
             self._stamp = (now, value)
         return value
 
-    def _forget_stamp(self) -> None:
+    def forget_stamp(self) -> None:
+        """The next :meth:`stamp` reads the database (a miss must not be answered from a
+        stamp cached before another machine's write)."""
         self._generation += 1
         self._stamp = None
 

@@ -48,3 +48,6 @@ class CardStore:
             return self.root.stat().st_mtime_ns
         except FileNotFoundError:
             return 0
+
+    def forget_stamp(self) -> None:
+        """Nothing to forget: the folder's stamp is read afresh every time."""

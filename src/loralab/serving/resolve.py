@@ -79,7 +79,16 @@ class ModelResolver:
         cached = self._cache.get(ref)
         if cached is not None and cached[0] == stamp and cached[1].run.model_info.is_file():
             return cached[1]
-        handle = self._resolve(ref)
+        try:
+            handle = self._resolve(ref)
+        except NotFound:
+            # a miss is never answered from a stamp cached in this process: a version that
+            # another machine registered or promoted a moment ago is found by this request
+            self.registry.store.forget_stamp()
+            if self._stamp() == stamp:
+                raise
+            stamp = self._stamp()
+            handle = self._resolve(ref)
         if len(self._cache) > 1024:
             self._cache.clear()
         self._cache[ref] = (stamp, handle)

@@ -16,6 +16,7 @@ from tests.helpers.registry_fakes import (
     MemoryRegistry,
     WordEmbedder,
     card_dict,
+    fake_run,
     make_settings,
     register,
 )
@@ -31,6 +32,7 @@ from loralab.registry.mlflow_stages import MlflowStageStore
 from loralab.registry.service import RegistryService
 from loralab.registry.stages import StageChange
 from loralab.registry.store import CardStore
+from loralab.serving.resolve import ModelResolver
 from loralab.settings import DbSettings, RegistrySettings, Settings, StorageSettings
 
 
@@ -230,6 +232,30 @@ def test_the_stamp_is_cached_for_its_ttl_and_seen_by_another_store(
     assert other.stamp() == seen  # cached: no query within the ttl
     other.stamp_ttl = 0.0
     assert other.stamp() != seen and other.stamp() == store.stamp()
+
+
+def test_a_miss_reads_the_database_before_it_answers_not_found(
+    databases: list[Database], sqlite_db_url: str, tmp_path: Path
+) -> None:
+    """A model registered on another machine is served by the very next request, even while
+    this machine's stamp is cached (a job's model answered 404 for up to a second)."""
+    settings = make_settings(tmp_path).model_copy(update={"db": DbSettings(url=sqlite_db_url)})
+    registry = MemoryRegistry()
+    here, there = (
+        RegistryService(settings, registry, WordEmbedder(), db=open_db(databases, sqlite_db_url))
+        for _ in range(2)
+    )
+    assert isinstance(here.store, DbCardStore)
+    here.store.stamp_ttl = 3600.0
+    resolver = ModelResolver(settings, here)
+    with pytest.raises(NotFound, match="no registered model"):
+        resolver.resolve("sentiment@1")
+    fake_run(settings.storage.results_dir, "20260101-000001-abc")
+    register(there, tags={"loralab.run_id": "20260101-000001-abc"})
+    assert resolver.resolve("sentiment@1").key == "sentiment@1"
+    assert resolver.resolve("sentiment@latest").key == "sentiment@1"
+    with pytest.raises(NotFound, match="no version"):
+        resolver.resolve("sentiment@2")
 
 
 def test_the_registry_service_uses_the_database_when_a_database_is_configured(

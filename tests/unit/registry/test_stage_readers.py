@@ -11,6 +11,7 @@ from tests.helpers.registry_fakes import (
     MemoryRegistry,
     MemoryStageStore,
     WordEmbedder,
+    fake_run,
     make_settings,
     register,
 )
@@ -19,15 +20,6 @@ from loralab.errors import Conflict, NotFound
 from loralab.registry.cards import Stage
 from loralab.registry.service import RegistryService
 from loralab.serving.resolve import ModelResolver
-
-
-def fake_run(results: Path, run_id: str) -> None:
-    """A finished run folder as the resolver needs it (config, adapter folder, model info)."""
-    root = results / "exp" / run_id
-    (root / "artifacts" / "adapter").mkdir(parents=True)
-    (root / "config.yaml").write_text("experiment: exp\n")
-    info = {"base_model": "tiny", "labels": ["neg", "pos"], "max_length": 32, "language": "en"}
-    (root / "artifacts" / "model_info.json").write_text(json.dumps(info))
 
 
 @pytest.fixture()
