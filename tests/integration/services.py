@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 if TYPE_CHECKING:
     from loralab.settings import Settings
 
@@ -60,6 +62,24 @@ class RedisServer:
         args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
         self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
         wait_for(lambda: redis_answers(self.port), 10, "redis-server to answer")
+
+    def await_no_consumer(self, seconds: float = 30) -> None:
+        """Until no connection waits in BRPOP (call it with every worker killed). A message
+        pushed while Redis still counts a killed worker's BRPOP as waiting is handed to that
+        dead connection and lost: the next test's job never reached its worker."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+
+        def none_waiting() -> bool:
+            return not any(
+                c.get("cmd") == "brpop" and "b" in c.get("flags", "") for c in client.client_list()
+            )
+
+        try:
+            wait_for(none_waiting, seconds, "the killed workers' broker connections to close")
+        finally:
+            client.close()
 
     def kill(self) -> None:
         if self.process is not None:
@@ -199,7 +219,13 @@ def start_api(
 
 
 def kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    """Signal the process and its children at once (SIGKILL: no warm shutdown, no acks)."""
+    """Signal the process and its children at once (SIGKILL: no warm shutdown, no acks), and
+    return once every process of the group is gone.
+
+    Waiting for the parent alone is not enough: a Celery pool child holds a copy of the
+    parent's broker socket until it has exited, and while it does Redis still counts the dead
+    parent's BRPOP as waiting, hands it the next message published and the message is lost
+    (the next test's job never reached its worker)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
     try:
@@ -207,6 +233,18 @@ def kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> N
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    deadline = time.monotonic() + 30
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies waiting to be reaped do not)."""
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 @contextlib.contextmanager

@@ -158,6 +158,7 @@ def end_cleanly(stack: Stack) -> None:
     """No worker running and no job left active."""
     for process in stack.workers:
         stack.kill_worker(process)
+    stack.redis.await_no_consumer()
     with stack.db.session() as session:
         session.query(Job).filter(Job.state.not_in(["succeeded", "failed", "cancelled"])).update(
             {"state": "cancelled"}
