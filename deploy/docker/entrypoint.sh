@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's entrypoint: the first argument names the process, the rest go to it.
-#   api      platform API on :8080 (uvicorn loralab.entrypoints.api.main:app)
+#   api      platform API on :8080 (loralab api; LORALAB_API__WORKERS processes, default 1)
 #   worker   Celery worker (loralab worker; --queues cpu|cuda, metrics on :9101)
 #   serve    prediction service on :8000 (loralab serve)
 #   ui       Streamlit web UI on :8501 (LORALAB_UI_API_URL: the API it talks to)
@@ -12,8 +12,7 @@ process=${1:-api}
 [ $# -gt 0 ] && shift
 case "$process" in
   api)
-    exec uvicorn loralab.entrypoints.api.main:app --host "${LORALAB_API__HOST:-0.0.0.0}" \
-      --port "${LORALAB_API__PORT:-8080}" "$@" ;;
+    exec loralab api --host "${LORALAB_API__HOST:-0.0.0.0}" --port "${LORALAB_API__PORT:-8080}" "$@" ;;
   worker)
     exec loralab worker "$@" ;;
   serve)

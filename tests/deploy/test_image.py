@@ -78,6 +78,6 @@ def test_entrypoint_runs_every_process() -> None:
     script = (ROOT / "deploy" / "docker" / "entrypoint.sh").read_text()
     for process in ("api)", "worker)", "serve)", "ui)", "migrate)", "mlflow)"):
         assert process in script
-    assert "loralab.entrypoints.api.main:app" in script
+    assert "exec loralab api --host" in script  # --workers from LORALAB_API__WORKERS
     assert "loralab.entrypoints.ui.app" in script
     run("sh", "-n", str(ROOT / "deploy" / "docker" / "entrypoint.sh"))
