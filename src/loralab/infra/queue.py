@@ -12,6 +12,12 @@ hour, and every scan of it (the worker directory reads worker heartbeats with SC
 submit) grew with it: 15 ms of CPU and 150 round trips per submit at 30,000 markers. Markers
 written as keys by an older version (``loralab:sent:<id>``) are still read until they expire.
 Expiry times come from the sending machine's clock: a skew of seconds against an hour's marks.
+
+A marker says a job was sent, not that the broker still holds it: Redis hands a message to a
+BRPOP it still counts as waiting even when the worker behind it was killed a moment before (its
+socket not yet closed), and the message is gone. So a job with a live marker counts as held only
+while its message is in the queue's lists or in the broker's unacknowledged messages (a worker
+took it and has not finished it); the sweep sends the others again. Sending twice is harmless.
 """
 
 from __future__ import annotations
@@ -81,8 +87,33 @@ class CeleryJobQueue:
         reads.mget([SENT_MARKER + job_id for job_id in job_ids])
         expiries, old_marks = reads.execute()
         now = time.time()
-        return {
+        unmarked = {
             job_id
             for job_id, expiry, old in zip(job_ids, expiries, old_marks, strict=True)
             if (expiry is None or expiry <= now) and old is None
         }
+        marked = [job_id for job_id in job_ids if job_id not in unmarked]
+        return unmarked | (set(marked) - self._in_broker(marked))
+
+    def _in_broker(self, job_ids: Sequence[str]) -> set[str]:
+        """The jobs among ``job_ids`` whose message the broker holds: waiting in a queue's
+        lists (one per priority step) or taken by a worker and not yet acknowledged. Read
+        only when a job looks lost (the recovery sweep), so reading whole lists is cheap."""
+        if not job_ids:
+            return set()
+        from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+        options = self.app.conf.broker_transport_options or {}
+        prefix = str(options.get("global_keyprefix", ""))
+        steps = options.get("priority_steps", PRIORITY_STEPS)
+        lists = [
+            prefix + (queue if step == 0 else f"{queue}{Channel.sep}{step}")
+            for queue in QUEUES
+            for step in steps
+        ]
+        reads = self._client().pipeline(transaction=False)
+        for key in lists:
+            reads.lrange(key, 0, -1)
+        reads.hvals(prefix + str(options.get("unacked_key", Channel.unacked_key)))
+        messages = b"\n".join(m for found in reads.execute() for m in found)
+        return {job_id for job_id in job_ids if job_id.encode() in messages}

@@ -3,6 +3,7 @@ job whose message still waits in the broker is never sent again (issue 11, class
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -155,9 +156,31 @@ def test_markers_of_an_older_version_still_count(
     queue, client = celery_queue
     old = f"t-{uuid.uuid4()}"
     client.set(SENT_MARKER + old, "1", ex=60)
+    client.lpush("cpu", json.dumps({"headers": {"id": old}}))  # its message, still waiting
     try:
         assert queue.forgotten([old]) == set()
         client.delete(SENT_MARKER + old)
         assert queue.forgotten([old]) == {old}
     finally:
         client.delete(SENT_MARKER + old)
+
+
+@pytest.mark.integration
+def test_a_marked_job_whose_message_the_broker_lost_is_forgotten(
+    celery_queue: tuple[CeleryJobQueue, Any],
+) -> None:
+    """Marked, but its message popped by a worker that died (Redis handed it to a dead
+    connection): sent again. Taken by a live worker (in the unacknowledged hash): held."""
+    queue, client = celery_queue
+    lost, taken, waiting = (f"t-{uuid.uuid4()}" for _ in range(3))
+    client.delete("cpu")
+    try:
+        for job_id in (lost, taken, waiting):
+            queue.enqueue(job_id, "cpu")
+        assert queue.forgotten([lost, taken, waiting]) == set()
+        messages = [client.rpop("cpu") for _ in range(2)]  # the oldest two: lost, taken
+        client.hset("unacked", "tag-1", b"[" + messages[1] + b', "", "cpu"]')
+        assert queue.forgotten([lost, taken, waiting]) == {lost}
+    finally:
+        client.zrem(SENT_SET, lost, taken, waiting)
+        client.hdel("unacked", "tag-1")
