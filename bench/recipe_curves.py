@@ -143,6 +143,23 @@ def plot(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def merge_outputs(paths: list[Path]) -> dict[str, Any]:
+    """The first output with every output's variants; the machine line says they ran side by
+    side (each process's own load readings are kept per variant)."""
+    outputs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    merged = dict(outputs[0])
+    merged["variants"] = []
+    for output in outputs:
+        for variant in output["variants"]:
+            merged["variants"].append({**variant, "machine": output["machine"]})
+    threads = {v["config"].get("num_threads") for v in merged["variants"]}
+    merged["machine"] = {
+        "description": f"{os.cpu_count()} cores, {len(paths)} processes side by side"
+        + (f", {threads.pop()} thread(s) each" if len(threads) == 1 else "")
+    }
+    return merged
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Train SST-2 recipe variants and plot dev accuracy against training minutes."
@@ -172,12 +189,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output")
     parser.add_argument("--plot-only", action="store_true", help="only re-draw the plot from --out")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="write the variants of these outputs (e.g. of one process per variant, run side by "
+        "side) into --out as one, then plot them together",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     png = args.out.with_suffix(".png")
+    if args.merge:
+        merged = merge_outputs(args.merge)
+        args.out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+        plot(merged, png)
+        print(f"wrote {args.out} and {png}")
+        return 0
     if args.plot_only:
         plot(json.loads(args.out.read_text(encoding="utf-8")), png)
         print(f"wrote {png}")
