@@ -154,7 +154,7 @@ def merge_outputs(paths: list[Path]) -> dict[str, Any]:
             merged["variants"].append({**variant, "machine": output["machine"]})
     threads = {v["config"].get("num_threads") for v in merged["variants"]}
     merged["machine"] = {
-        "description": f"{os.cpu_count()} cores, {len(paths)} processes side by side"
+        "description": f"{os.cpu_count()} cores, runs side by side"
         + (f", {threads.pop()} thread(s) each" if len(threads) == 1 else "")
     }
     return merged
