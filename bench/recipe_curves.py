@@ -205,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     png = args.out.with_suffix(".png")
     if args.merge:
-        merged = merge_outputs(args.merge)
+        try:
+            merged = merge_outputs(args.merge)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"--merge: not outputs of this benchmark ({err!r})", file=sys.stderr)
+            return 2
         args.out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
         plot(merged, png)
         print(f"wrote {args.out} and {png}")

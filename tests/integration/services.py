@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 if TYPE_CHECKING:
     from loralab.settings import Settings
 
@@ -219,13 +217,7 @@ def start_api(
 
 
 def kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    """Signal the process and its children at once (SIGKILL: no warm shutdown, no acks), and
-    return once every process of the group is gone.
-
-    Waiting for the parent alone is not enough: a Celery pool child holds a copy of the
-    parent's broker socket until it has exited, and while it does Redis still counts the dead
-    parent's BRPOP as waiting, hands it the next message published and the message is lost
-    (the next test's job never reached its worker)."""
+    """Signal the process and its children at once (SIGKILL: no warm shutdown, no acks)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
     try:
@@ -233,18 +225,6 @@ def kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> N
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    deadline = time.monotonic() + 30
-    while _group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs (zombies waiting to be reaped do not)."""
-    for proc in psutil.process_iter(["status"]):
-        with contextlib.suppress(OSError, psutil.Error):
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-    return False
 
 
 @contextlib.contextmanager

@@ -85,10 +85,10 @@ class ModelResolver:
             # a miss is never answered from a stamp cached in this process: a version that
             # another machine registered or promoted a moment ago is found by this request
             self.registry.store.forget_stamp()
-            if self._stamp() == stamp:
+            fresh = self._stamp()
+            if fresh == stamp:
                 raise
-            stamp = self._stamp()
-            handle = self._resolve(ref)
+            stamp, handle = fresh, self._resolve(ref)
         if len(self._cache) > 1024:
             self._cache.clear()
         self._cache[ref] = (stamp, handle)
