@@ -29,6 +29,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/sweeps"): "user",
     ("GET", "/sweeps"): "user",
     ("GET", "/sweeps/{sweep_id}"): "owner",
+    ("POST", "/sweeps/{sweep_id}/cancel"): "owner",
     ("GET", "/health"): "public",
     ("GET", "/health/live"): "public",
     ("GET", "/health/ready"): "public",

@@ -231,6 +231,165 @@ def test_api_sweep_queues_jobs_that_report_back(platform: Platform) -> None:  # 
     assert client.get(url, headers=alice).json() == done  # telling twice changes nothing
 
 
+def _study(found: Any, sweep_id: str) -> Any:
+    import optuna
+
+    from loralab.sweeps.storage import study_storage
+
+    return optuna.load_study(study_name=sweep_id, storage=study_storage(found.settings.db_url))
+
+
+@pytest.mark.slow
+def test_an_api_sweep_queues_its_next_trial_when_one_ends_and_prunes_a_trial_behind(
+    platform: Platform,  # noqa: F811
+) -> None:
+    """parallel 1: one trial at a time, each next one queued by the worker when a trial ends
+    (drawn after the results so far); the pruner stops a trial behind the others at an
+    evaluation: its job ends cancelled, saying so, and the trial is PRUNED."""
+    import optuna
+    from sqlalchemy import select
+    from tests.conftest import make_rows, write_csv
+
+    from loralab.datasets import service as datasets
+    from loralab.entrypoints.worker.app import deliver
+    from loralab.infra.db import Job
+
+    client, found, queue = platform
+    alice = sign_in(client, "alice")
+    body = {
+        **SWEEP,
+        "train": {**SWEEP["train"], "max_steps": 4, "eval_steps": 2},
+        "trials": 4,  # 3 run here, and one finished trial the test adds
+        "parallel": 1,
+        "pruner": {"kind": "median", "startup_trials": 1},
+    }
+    answer = client.post("/sweeps", json=body, headers=alice)
+    assert answer.status_code == 202, answer.text
+    sweep = answer.json()
+    assert (sweep["planned"], sweep["parallel"], len(sweep["trials"])) == (4, 1, 1)
+    url = f"/sweeps/{sweep['sweep_id']}"
+    first = sweep["trials"][0]["job_id"]
+    with found.db.session() as session:
+        row = session.get(Job, first)
+        assert row is not None and (row.sweep_id, row.sweep_trial) == (sweep["sweep_id"], 0)
+        assert row.config["train_file"] == "reviews@v1"
+    # a new version of the data meanwhile: every trial trains on the version checked at submit
+    newer = write_csv(found.settings.storage.results_dir.parent / "more.csv", make_rows(48))
+    datasets.register_dataset(found.settings, "reviews", newer, user="ops")
+
+    deliver(found, first, "test-worker")  # trains, tells, queues trial 1
+    after_first = client.get(url, headers=alice).json()
+    assert [t["state"] for t in after_first["trials"]] == ["COMPLETE", "RUNNING"]
+    second = after_first["trials"][1]["job_id"]
+    assert [job for job, _ in queue.sent] == [first, second]
+    study = _study(found, sweep["sweep_id"])
+    assert sorted(study.trials[0].intermediate_values) == [2, 4]  # each evaluation reported
+
+    # a finished trial far ahead at every step: the next one is behind the median at step 2
+    study.add_trial(
+        optuna.trial.create_trial(value=2.0, intermediate_values={2: 2.0, 4: 2.0})
+    )  # no accuracy reaches 2.0
+    deliver(found, second, "test-worker")
+    job = client.get(f"/task/{second}", headers=alice).json()
+    assert job["state"] == "cancelled" and "pruned by sweep" in job["error"]
+    assert "at step 2" in job["error"]
+    pruned = client.get(url, headers=alice).json()
+    assert [t["state"] for t in pruned["trials"]] == ["COMPLETE", "PRUNED", "COMPLETE", "RUNNING"]
+    assert pruned["state"] == "running" and pruned["best"]["number"] == 2  # the one added
+
+    third = pruned["trials"][3]["job_id"]
+    with found.db.session() as session:
+        link = session.execute(select(Job.sweep_trial, Job.config).where(Job.id == third)).one()
+    assert link.sweep_trial == 3 and link.config["train_file"] == "reviews@v1"
+    deliver(found, third, "test-worker")
+    done = client.get(url, headers=alice).json()
+    assert done["state"] == "finished" and len(done["trials"]) == 4
+    assert len(queue.sent) == 3
+    submits = [e for e in found.audit.query(limit=100)[0] if e.action == "job.submit"]
+    assert [e.username for e in submits] == ["alice"] * 3
+    assert [e.client for e in submits].count(f"sweep:{sweep['sweep_id']}") == 2  # the worker's
+
+
+def test_cancelling_an_api_sweep_cancels_its_running_trials_and_queues_no_more(
+    platform: Platform,  # noqa: F811
+) -> None:
+    from loralab.entrypoints.worker.app import deliver
+
+    client, found, queue = platform
+    alice, bob = sign_in(client, "alice"), sign_in(client, "bob")
+    body = {**SWEEP, "trials": 5, "parallel": 2}
+    sweep = client.post("/sweeps", json=body, headers=alice).json()
+    url = f"/sweeps/{sweep['sweep_id']}"
+    assert client.post(f"{url}/cancel", headers=bob).status_code == 404  # not bob's
+    answer = client.post(f"{url}/cancel", headers=alice)
+    assert answer.status_code == 200, answer.text
+    cancelled = answer.json()
+    assert cancelled["state"] == "cancelled"
+    assert [t["job_state"] for t in cancelled["trials"]] == ["cancelled", "cancelled"]
+    assert [t["state"] for t in cancelled["trials"]] == ["FAIL", "FAIL"]
+    for job_id, _ in queue.sent:  # the messages still reach a worker: nothing more is queued
+        deliver(found, job_id, "test-worker")
+    assert len(client.get(url, headers=alice).json()["trials"]) == 2 and len(queue.sent) == 2
+    assert client.post(f"{url}/cancel", headers=alice).status_code == 409
+    assert "sweep.cancel" in _audit_actions(found)
+
+
+def test_a_sweep_asks_only_for_the_slots_it_runs_at_once(platform: Platform) -> None:  # noqa: F811
+    client, found, queue = platform
+    alice = sign_in(client, "alice")
+    client.post("/train", json=SWEEP["train"], headers=alice)  # 1 of alice's 3 slots
+    answer = client.post("/sweeps", json={**SWEEP, "trials": 20, "parallel": 2}, headers=alice)
+    assert answer.status_code == 202, answer.text
+    assert len(answer.json()["trials"]) == 2 and len(queue.sent) == 3
+    too_many = client.post("/sweeps", json={**SWEEP, "trials": 20, "parallel": 1}, headers=alice)
+    assert too_many.status_code == 429 and "lower parallel" in too_many.text
+
+
+@pytest.mark.integration
+def test_workers_ending_trials_at_once_on_postgres_queue_each_next_trial_once(
+    pg_private_db_url: str, tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four workers tell the same two ended trials at once: the sweep's advisory lock on
+    PostgreSQL lets one queue the next two trials and the others find nothing to do (the
+    in-process lock is taken out here, so only the database's lock stands between them)."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import update
+    from tests.api.conftest import PASSWORD, FakeQueue, settings_for
+    from tests.conftest import make_rows, write_csv
+
+    from loralab.bootstrap import build_services
+    from loralab.datasets import service as datasets
+    from loralab.identity import Actor, RequestContext
+    from loralab.infra.db import Job, utcnow
+    from loralab.settings import DbSettings
+    from loralab.sweeps import service as sweeps
+
+    monkeypatch.setattr(sweeps, "_advancing", contextlib.nullcontext())
+    settings = settings_for(tmp_path, tiny_bert.parent).model_copy(
+        update={"db": DbSettings(url=pg_private_db_url)}
+    )
+    datasets.register_dataset(
+        settings, "reviews", write_csv(tmp_path / "r.csv", make_rows(40)), user="ops"
+    )
+    queue = FakeQueue()
+    found = build_services(settings, queue=queue)
+    user = found.users.create_user("alice", PASSWORD)
+    alice = Actor(id=user.id, username="alice", role="user")
+    request = sweeps.SweepRequest.model_validate({**SWEEP, "trials": 4, "parallel": 2})
+    view = found.sweeps.submit(alice, request, RequestContext())
+    jobs = [t.job_id for t in view.trials]
+    with found.db.session() as session:  # both jobs end failed, as a dead worker's would
+        session.execute(update(Job).where(Job.id.in_(jobs)).values(state="failed"))
+        session.execute(update(Job).where(Job.id.in_(jobs)).values(finished_at=utcnow()))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(found.sweeps.job_ended, [*jobs, *jobs]))
+    after = found.sweeps.get(alice, view.sweep_id)
+    assert [t.state for t in after.trials] == ["FAIL", "FAIL", "RUNNING", "RUNNING"]
+    assert len(queue.sent) == 4 and after.state == "running"
+
+
 _OPEN_STORAGE = (
     "import sys; from loralab.sweeps.storage import study_storage; "
     "study_storage(sys.argv[1]); print('ok')"

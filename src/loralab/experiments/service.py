@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from loralab.training import (
 from loralab.training.catalog import CATALOG, ModelSourceError
 from loralab.training.data import DataError
 from loralab.training.devices import DeviceError
-from loralab.training.interfaces import ProgressReporter, StopSignal
+from loralab.training.interfaces import MetricLogger, ProgressReporter, StopSignal
 from loralab.training.runs import (
     RunNotFound,
     RunPaths,
@@ -100,6 +101,7 @@ def train(
     model_name: str | None = None,
     run_id: str | None = None,
     register: bool = True,
+    observe: Callable[[MetricLogger], MetricLogger] | None = None,
 ) -> TrainResult:
     """Check the config, data and model, then train and track the run in MLflow.
 
@@ -107,7 +109,8 @@ def train(
     (Staging) named ``model_name`` (default: the experiment name) with a model card; a failed
     registration is logged and noted, the run is kept (its state records
     ``registration_error``). ``run_id`` names the run folder (a job records it before training
-    starts); default: a new id.
+    starts); default: a new id. ``observe`` wraps the run's MLflow tracker (a sweep trial's job
+    reports each evaluation to its trial through it).
 
     ``train_file`` / ``validation_file`` may name registered datasets (``NAME@VERSION`` or
     ``NAME@latest``): they resolve to the stored copies, the data is validated before any model
@@ -120,7 +123,7 @@ def train(
     result = run_training(
         run_config,
         settings.storage.results_dir,
-        logger=tracker,
+        logger=observe(tracker) if observe else tracker,
         progress=progress,
         stop=stop,
         prepared=prepared,
@@ -321,6 +324,7 @@ def resume(
     *,
     user: str | None = None,
     model_name: str | None = None,
+    observe: Callable[[MetricLogger], MetricLogger] | None = None,
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint, in the same MLflow run.
 
@@ -333,7 +337,12 @@ def resume(
     try:
         source = base_model_source(settings, load_config(run.config).base_model)
         result = resume_training(
-            run, overrides, logger=tracker, progress=progress, stop=stop, base_source=source
+            run,
+            overrides,
+            logger=observe(tracker) if observe else tracker,
+            progress=progress,
+            stop=stop,
+            base_source=source,
         )
     except INPUT_ERRORS as err:
         raise InvalidInput(str(err)) from None

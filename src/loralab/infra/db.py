@@ -107,6 +107,9 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # last time the id was handed to the broker; NULL: never (the broker was down)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # the sweep trial this job trains (set by the sweep service only); NULL: a plain job
+    sweep_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    sweep_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

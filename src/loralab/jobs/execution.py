@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -22,17 +23,20 @@ from sqlalchemy import func, or_, select, update
 from loralab.errors import LoralabError
 from loralab.infra.db import Database, Job, User, utcnow
 from loralab.jobs import states
+from loralab.jobs.watch import RunWatch, WatchFor
 from loralab.observability.logs import job_context
 from loralab.observability.reasons import WORKER_LOST, failure_reason
 from loralab.settings import QueueSettings, Settings
 from loralab.training.checkpoints import last_complete
 from loralab.training.config import TrainConfig
+from loralab.training.interfaces import AnyStop, MetricLogger, StopSignal
 from loralab.training.runs import RunNotFound, RunPaths, find_run, new_run_id, read_state
 
 if TYPE_CHECKING:
     from loralab.training.loop import TrainResult
 
 log = logging.getLogger("loralab.jobs")
+Observe = Callable[[MetricLogger], MetricLogger]
 WRITE_INTERVAL = 0.5  # seconds between progress writes (at most 2 a second)
 GAVE_UP = "gave up after {n} attempts: the job kept killing its worker"
 
@@ -49,6 +53,7 @@ class Claim:
     owner: str | None
     run_id: str | None
     cancel_requested: bool
+    sweep: tuple[str, int] | None = None  # (sweep id, trial number) of a sweep's trial
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,14 @@ def claim_job(db: Database, queue: QueueSettings, job_id: str, worker: str) -> C
             owner,
             row.run_id,
             bool(row.cancel_requested),
+            _sweep_link(row),
         )
+
+
+def _sweep_link(row: Job) -> tuple[str, int] | None:
+    if row.sweep_id is None or row.sweep_trial is None:
+        return None
+    return row.sweep_id, row.sweep_trial
 
 
 def write_job(db: Database, claim: Claim, **values: Any) -> bool:
@@ -214,8 +226,11 @@ class JobProgress:
         self.set_state(states.EVALUATING)
 
 
-def execute_job(db: Database, settings: Settings, job_id: str, worker: str) -> None:
-    """One delivery: claim, run, record. Returns quietly if another worker holds the job."""
+def execute_job(
+    db: Database, settings: Settings, job_id: str, worker: str, watch: WatchFor | None = None
+) -> None:
+    """One delivery: claim, run, record. Returns quietly if another worker holds the job.
+    ``watch``: asked for a watcher of a sweep trial's run (:mod:`loralab.jobs.watch`)."""
     claim = claim_job(db, settings.queue, job_id, worker)
     if claim is None:
         log.info("job %s: not claimed by %s (finished or leased elsewhere)", job_id, worker)
@@ -224,12 +239,12 @@ def execute_job(db: Database, settings: Settings, job_id: str, worker: str) -> N
     # log lines of this delivery name the job and attempt; the caller's context comes back after
     with job_context(job_id, claim.attempts):
         try:
-            _deliver(db, settings, claim)
+            _deliver(db, settings, claim, watch)
         finally:
             close_finished_run(db, settings, job_id)
 
 
-def _deliver(db: Database, settings: Settings, claim: Claim) -> None:
+def _deliver(db: Database, settings: Settings, claim: Claim, watch: WatchFor | None) -> None:
     limit = settings.queue.max_attempts
     if claim.attempts > limit:
         gave_up = Outcome(states.FAILED, GAVE_UP.format(n=limit), {"failure_reason": WORKER_LOST})
@@ -239,7 +254,7 @@ def _deliver(db: Database, settings: Settings, claim: Claim) -> None:
         finish_job(db, claim, Outcome(states.CANCELLED, "cancelled before training started"))
         return
     with Lease(db, claim, settings.queue.heartbeat_seconds) as lease:
-        outcome = run_claimed(db, settings, claim, lease)
+        outcome = run_claimed(db, settings, claim, lease, watch)
     if lease.lost.is_set():
         log.warning("job %s: lease lost; its new holder records the outcome", claim.job_id)
         return
@@ -272,7 +287,9 @@ def finish_job(db: Database, claim: Claim, outcome: Outcome) -> None:
     )
 
 
-def run_claimed(db: Database, settings: Settings, claim: Claim, lease: Lease) -> Outcome:
+def run_claimed(
+    db: Database, settings: Settings, claim: Claim, lease: Lease, watch: WatchFor | None = None
+) -> Outcome:
     """Train or resume, and turn what happened into an Outcome (never raises)."""
     from loralab.training.errors import TrainingFailed
 
@@ -281,7 +298,8 @@ def run_claimed(db: Database, settings: Settings, claim: Claim, lease: Lease) ->
     stop = JobStop(db, claim, lease)
     run = _existing_run(settings, claim.run_id)
     try:
-        return _train_or_resume(db, settings, claim, config, run, progress, stop)
+        watcher = watch(claim.sweep) if watch is not None and claim.sweep else None
+        return _train_or_resume(db, settings, claim, config, run, progress, stop, watcher)
     except (LoralabError, TrainingFailed) as err:
         return _failed(settings, progress.run_id, str(err), failure_reason(err))
     except Exception as err:  # noqa: BLE001 - any crash ends the job failed, with its reason
@@ -329,6 +347,7 @@ def _train_or_resume(
     run: RunPaths | None,
     progress: JobProgress,
     stop: JobStop,
+    watcher: RunWatch | None = None,
 ) -> Outcome:
     """Resume a run that has a complete checkpoint; otherwise train a new run.
 
@@ -340,14 +359,19 @@ def _train_or_resume(
     state = read_state(run) if run else {}
     if run is not None and state.get("status") == "succeeded" and state.get("registered_model"):
         return _succeeded(state)  # finished before the worker died: record it, train nothing
+    signal: StopSignal = stop if watcher is None else AnyStop(stop, watcher)
+    observe = watcher.observe if watcher is not None else None
     if run is not None and last_complete(run.checkpoints) is not None:
-        result = _resume_run(settings, claim, run, progress, stop)
+        result = _resume_run(settings, claim, run, progress, signal, observe)
     else:
         if run is not None:  # a worker died before the first checkpoint: nothing to resume
             _abandon(settings, run)
-        result = _train_new_run(db, settings, claim, config, progress, stop)
+        result = _train_new_run(db, settings, claim, config, progress, signal, observe)
     if result.status == "stopped":
-        return Outcome(states.CANCELLED, "cancelled by request; the run keeps its last checkpoint")
+        reason = watcher.reason() if watcher is not None else None
+        return Outcome(
+            states.CANCELLED, reason or "cancelled by request; the run keeps its last checkpoint"
+        )
     return _succeeded(read_state(result.run))
 
 
@@ -369,14 +393,26 @@ def _abandon(settings: Settings, run: RunPaths) -> None:
 
 
 def _resume_run(
-    settings: Settings, claim: Claim, run: RunPaths, progress: JobProgress, stop: JobStop
+    settings: Settings,
+    claim: Claim,
+    run: RunPaths,
+    progress: JobProgress,
+    stop: StopSignal,
+    observe: Observe | None,
 ) -> TrainResult:
     """Continue the run a dead worker left, from its last complete checkpoint."""
     from loralab.experiments import service as experiments
 
     log.info("job %s: resuming run %s from its last checkpoint", claim.job_id, run.run_id)
     return experiments.resume(
-        settings, run.run_id, [], progress, stop, user=claim.owner, model_name=claim.model_name
+        settings,
+        run.run_id,
+        [],
+        progress,
+        stop,
+        user=claim.owner,
+        model_name=claim.model_name,
+        observe=observe,
     )
 
 
@@ -386,7 +422,8 @@ def _train_new_run(
     claim: Claim,
     config: TrainConfig,
     progress: JobProgress,
-    stop: JobStop,
+    stop: StopSignal,
+    observe: Observe | None,
 ) -> TrainResult:
     """Name the run on the job first (never an orphan run folder), then train it; a base
     model the job stores by folder name resolves to that folder now, at train time. A job
@@ -404,6 +441,7 @@ def _train_new_run(
         user=claim.owner,
         model_name=claim.model_name,
         run_id=run_id,
+        observe=observe,
     )
 
 

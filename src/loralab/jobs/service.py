@@ -25,6 +25,7 @@ from loralab.infra.queue import JobQueue
 from loralab.jobs import statements, states
 from loralab.jobs.requests import TrainRequest, to_train_config
 from loralab.jobs.views import JobView, ProgressView, StepView
+from loralab.jobs.watch import WatchFor
 from loralab.jobs.workers import WorkerDirectory
 from loralab.settings import Settings
 from loralab.training.config import TrainConfig
@@ -70,8 +71,18 @@ class JobService:
         self._served_until: dict[str, float] = {}  # queue -> monotonic time a yes holds until
 
     # -- users ---------------------------------------------------------------------------------
-    def submit(self, actor: Actor, request: TrainRequest, ctx: RequestContext) -> JobView:
+    def submit(
+        self,
+        actor: Actor,
+        request: TrainRequest,
+        ctx: RequestContext,
+        *,
+        trial: tuple[str, int] | None = None,
+    ) -> JobView:
         """Queue a training job for ``actor``; at most ``max_active_per_user`` active jobs.
+
+        ``trial``: (sweep id, trial number) when a sweep queues the job for one of its
+        trials (the worker then reports the run's evaluations to that trial).
 
         Datasets must be visible to the actor (theirs, shared, or any for an admin); one that
         is not is refused exactly like one that does not exist.
@@ -80,7 +91,7 @@ class JobService:
         broker that is down leaves the job queued with ``published_at`` empty, and the
         recovery sweep sends it once the broker is back: the view says ``dispatch="deferred"``.
         """
-        request = self._pin_datasets(actor, request)
+        request = self.pin_datasets(actor, request)
         config = to_train_config(self.settings, request)
         warnings = self._language_warnings(config, request)
         job_id = str(uuid.uuid4())
@@ -89,7 +100,7 @@ class JobService:
         limit = self.settings.queue.max_active_per_user
         with self.db.session() as session:
             row = self._insert_within_limit(
-                session, actor, job_id, config.to_dict(), request, {"warnings": [*warnings]}
+                session, actor, job_id, config.to_dict(), request, {"warnings": [*warnings]}, trial
             )
             allowed = row is not None
             self._audit(session, actor, ctx, "job.submit", job_id, allowed, {"queue": queue})
@@ -159,14 +170,25 @@ class JobService:
         return self._view_of(job_id)
 
     # -- worker --------------------------------------------------------------------------------
-    def execute(self, job_id: str, worker: str) -> None:
-        """Run one delivery of a job (idempotent; see :mod:`loralab.jobs.execution`)."""
+    def execute(self, job_id: str, worker: str, watch: WatchFor | None = None) -> None:
+        """Run one delivery of a job (idempotent; see :mod:`loralab.jobs.execution`).
+        ``watch``: what observes a claimed job's training (a sweep's trials: its pruner)."""
         from loralab.jobs.execution import execute_job
 
-        execute_job(self.db, self.settings, job_id, worker)
+        execute_job(self.db, self.settings, job_id, worker, watch)
+
+    def sweep_of(self, job_id: str) -> tuple[str, int] | None:
+        """(sweep id, trial number) of a job a sweep queued; None for any other job."""
+        with self.db.session() as session:
+            found = session.execute(
+                select(Job.sweep_id, Job.sweep_trial).where(Job.id == job_id)
+            ).first()
+        if found is None or found.sweep_id is None or found.sweep_trial is None:
+            return None
+        return str(found.sweep_id), int(found.sweep_trial)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _pin_datasets(self, actor: Actor, request: TrainRequest) -> TrainRequest:
+    def pin_datasets(self, actor: Actor, request: TrainRequest) -> TrainRequest:
         """Each named dataset version, if the actor may use it, pinned to ``NAME@vN``: the
         worker trains on exactly the version checked here, whatever is uploaded later."""
         pinned = {
@@ -226,6 +248,7 @@ class JobService:
         config: dict[str, Any],
         request: TrainRequest,
         progress: dict[str, Any] | None = None,
+        trial: tuple[str, int] | None = None,
     ) -> Job | None:
         """Insert the job only if the owner has fewer active jobs than allowed, in one
         statement (SQLite), behind a lock on the owner's row (PostgreSQL). Returns the row as
@@ -243,6 +266,8 @@ class JobService:
             "attempts": 0,
             "cancel_requested": False,
             "progress": progress or {},
+            "sweep_id": trial[0] if trial else None,
+            "sweep_trial": trial[1] if trial else None,
             "created_at": now,
             "updated_at": now,
         }

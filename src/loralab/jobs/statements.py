@@ -45,6 +45,8 @@ SUBMITTED: dict[str, Any] = {
     "attempts": Integer,
     "cancel_requested": Boolean,
     "progress": JSON,
+    "sweep_id": String,
+    "sweep_trial": Integer,
     "created_at": UTCDateTime(),
     "updated_at": UTCDateTime(),
 }

@@ -7,9 +7,11 @@ in there and changes nothing in the loop:
   passes everything on to MLflow (the run is tagged ``mlflow.parentRunId``: a child of the
   sweep's run) and reports each evaluation's ``val_<metric>`` to the Optuna trial at its
   training step; when the pruner says the trial is behind, it raises its stop flag.
-* :class:`EitherStop` is the run's :class:`~loralab.training.interfaces.StopSignal`: the
-  pruner's flag or the user's Ctrl-C. The loop then ends the run gracefully (evaluated, saved,
-  status ``stopped``), so a pruned trial's run is complete and inspectable.
+* :class:`~loralab.training.interfaces.AnyStop` is the run's stop signal: the pruner's flag
+  or the user's Ctrl-C. The loop then ends the run gracefully (evaluated, saved, status
+  ``stopped``), so a pruned trial's run is complete and inspectable.
+* :class:`TrialWatch` does the same for a trial that runs as a job on the queue (``POST
+  /sweeps``): the worker passes the job's tracker through it (:mod:`loralab.jobs.watch`).
 
 A trial is not registered as a model version: the sweep writes the best settings as a recipe;
 ``loralab train`` on it makes the model.
@@ -28,7 +30,7 @@ from loralab.experiments.service import INPUT_ERRORS, base_model_source
 from loralab.infra.tracking import MlflowTracker
 from loralab.settings import Settings
 from loralab.training import TrainConfig, TrainResult, prepare_training, run_training
-from loralab.training.interfaces import ProgressReporter, StopSignal
+from loralab.training.interfaces import AnyStop, MetricLogger, ProgressReporter, StopSignal
 
 if TYPE_CHECKING:
     import optuna
@@ -55,6 +57,7 @@ class TrialLogger:
         self.parent_run_id, self.sweep = parent_run_id, sweep
         self.pruned = False
         self.reported: list[tuple[int, float]] = []
+        self._deaf = False  # the study stopped listening (the trial was told elsewhere)
 
     def start_run(self, experiment: str, run_name: str, existing: str | None) -> str:
         run_id = self.tracker.start_run(experiment, run_name, existing)
@@ -73,21 +76,37 @@ class TrialLogger:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.tracker.log_metrics(metrics, step)
         value = metrics.get(f"val_{self.metric}")
-        if value is None or self.pruned:
+        if value is None or self.pruned or self._deaf:
             return
-        self.trial.report(float(value), step)
-        self.reported.append((step, float(value)))
-        if self.trial.should_prune():
-            self.pruned = True
-            log.info(
-                "trial %d pruned at step %d (%s %.4f)", self.trial.number, step, self.metric, value
-            )
+        try:
+            self.trial.report(float(value), step)
+            self.reported.append((step, float(value)))
+            if self.trial.should_prune():
+                self.trial.set_user_attr("pruned_at", step)
+                self.pruned = True
+                log.info(
+                    "trial %d pruned at step %d (%s %.4f)",
+                    self.trial.number,
+                    step,
+                    self.metric,
+                    value,
+                )
+        except (RuntimeError, ValueError) as err:  # e.g. told already: training goes on
+            self._deaf = True
+            log.warning("trial %d: cannot report to the study: %s", self.trial.number, err)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.tracker.log_artifact(path, folder)
 
     def end_run(self, status: str) -> None:
         self.tracker.end_run(status)
+
+    def save_checkpoint(self, checkpoint: Path, run_files: list[Path]) -> None:
+        """Checkpoints are mirrored as for any run (another machine may resume a trial)."""
+        self.tracker.save_checkpoint(checkpoint, run_files)
+
+    def drop_checkpoints(self, checkpoints: list[Path]) -> None:
+        self.tracker.drop_checkpoints(checkpoints)
 
     def is_set(self) -> bool:
         """The stop flag: the pruner has spoken."""
@@ -98,14 +117,31 @@ class TrialLogger:
         self.tracker.client.set_tag(run_id, STATE_TAG, state)
 
 
-class EitherStop:
-    """StopSignal: set when any of its signals is."""
+class TrialWatch:
+    """:class:`~loralab.jobs.watch.RunWatch` of a sweep trial that runs as a job: the job's
+    tracker becomes a :class:`TrialLogger` (no parent run), so each evaluation is reported to
+    the trial and the sweep's pruner may stop the run."""
 
-    def __init__(self, *signals: StopSignal) -> None:
-        self.signals = signals
+    def __init__(self, trial: optuna.Trial, metric: str, sweep: str) -> None:
+        self.trial, self.metric, self.sweep = trial, metric, sweep
+        self.logger: TrialLogger | None = None
+
+    def observe(self, tracker: MetricLogger) -> MetricLogger:
+        assert isinstance(tracker, MlflowTracker)
+        self.logger = TrialLogger(tracker, self.trial, self.metric, None, self.sweep)
+        return self.logger
 
     def is_set(self) -> bool:
-        return any(s.is_set() for s in self.signals)
+        return self.logger is not None and self.logger.pruned
+
+    def reason(self) -> str | None:
+        if self.logger is None or not self.logger.pruned:
+            return None
+        step, value = self.logger.reported[-1]
+        return (
+            f"pruned by sweep {self.sweep}: {self.metric} {value:.4f} at step {step} was behind "
+            "the other trials at that step; the run keeps its last checkpoint"
+        )
 
 
 @dataclass(frozen=True)
@@ -166,7 +202,7 @@ def train_trial(
         settings.storage.results_dir,
         logger=logger,
         progress=progress,
-        stop=EitherStop(stop, logger),
+        stop=AnyStop(stop, logger),
         prepared=prepared,
         extra_tags=tags,
     )

@@ -106,3 +106,13 @@ class NullProgress:
 class NeverStop:
     def is_set(self) -> bool:
         return False
+
+
+class AnyStop:
+    """StopSignal: set when any of its signals is (a job's cancel flag, a sweep's pruner)."""
+
+    def __init__(self, *signals: StopSignal) -> None:
+        self.signals = signals
+
+    def is_set(self) -> bool:
+        return any(s.is_set() for s in self.signals)

@@ -27,7 +27,7 @@ def test_fresh_sqlite_upgrades_to_head_and_matches_models(tmp_path: Path) -> Non
     url = f"sqlite:///{tmp_path / 'new' / 'folder' / 'loralab.db'}"
     assert current_revision(url) is None
     upgrade_database(url)
-    assert current_revision(url) == head_revision() == "0005"
+    assert current_revision(url) == head_revision() == "0006"
     assert schema_diffs(url) == []
 
 

@@ -10,9 +10,9 @@ import optuna
 import pytest
 
 from loralab.sweeps.report import best_row, plot_metric, rows_of, write_recipe
-from loralab.sweeps.trials import PARENT_TAG, EitherStop, TrialLogger
+from loralab.sweeps.trials import PARENT_TAG, TrialLogger
 from loralab.training.config import TrainConfig, load_config
-from loralab.training.interfaces import NeverStop
+from loralab.training.interfaces import AnyStop, NeverStop
 
 
 class RecordingTracker:
@@ -97,7 +97,7 @@ def test_either_stop_is_set_when_any_signal_is() -> None:
             return self.value
 
     flag = Flag()
-    stop = EitherStop(NeverStop(), flag)
+    stop = AnyStop(NeverStop(), flag)
     assert not stop.is_set()
     flag.value = True
     assert stop.is_set()

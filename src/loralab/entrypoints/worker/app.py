@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutting_down
 
-from loralab.bootstrap import ProcessServices, prepare_database
+from loralab.bootstrap import ProcessServices, Services, prepare_database
 from loralab.infra.celery_app import create_celery_app
 from loralab.infra.queue import QUEUES, RUN_JOB_TASK, CeleryJobQueue
 from loralab.jobs.recover import start_recovery
@@ -36,7 +36,7 @@ def create_celery(settings: Settings) -> Celery:
     def run_job(self: Any, job_id: str) -> None:
         """Run one delivery of a job (thin: the service does the work)."""
         worker = f"{self.request.hostname or 'worker'}:{os.getpid()}"
-        services.current().jobs.execute(str(job_id), worker)
+        deliver(services.current(), str(job_id), worker)
 
     _connect_migration(app, settings)
     _connect_recovery(app, services)
@@ -45,6 +45,13 @@ def create_celery(settings: Settings) -> Celery:
 
     install_worker_observability(app, settings)
     return app
+
+
+def deliver(found: Services, job_id: str, worker: str) -> None:
+    """One delivery of a job: train it (a sweep's trial reports to its study and may be
+    pruned), then let its sweep, if any, tell the result and queue the next trials."""
+    found.jobs.execute(job_id, worker, watch=found.sweeps.watch)
+    found.sweeps.job_ended(job_id)
 
 
 def _connect_migration(app: Celery, settings: Settings) -> None:
