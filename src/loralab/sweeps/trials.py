@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from loralab.datasets import service as datasets
 from loralab.errors import InvalidInput
@@ -127,8 +127,10 @@ class TrialWatch:
         self.logger: TrialLogger | None = None
 
     def observe(self, tracker: MetricLogger) -> MetricLogger:
-        assert isinstance(tracker, MlflowTracker)
-        self.logger = TrialLogger(tracker, self.trial, self.metric, None, self.sweep)
+        # a job's tracker is the MlflowTracker of experiments.train
+        self.logger = TrialLogger(
+            cast(MlflowTracker, tracker), self.trial, self.metric, None, self.sweep
+        )
         return self.logger
 
     def is_set(self) -> bool:

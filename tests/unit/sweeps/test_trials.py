@@ -173,3 +173,35 @@ def test_an_interrupted_trial_shows_as_such_and_leaves_its_place_in_the_budget()
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
     assert [r.state for r in rows_of(study.trials)] == ["COMPLETE", "INTERRUPTED", "FAIL"]
     assert counted(study.trials) == 2  # a failed trial counts; an interrupted one runs again
+
+
+def test_a_trial_told_elsewhere_stops_listening_and_training_goes_on() -> None:
+    """A trial's job keeps training when the study no longer takes its reports (a reader told
+    the trial FAIL, say): the logger warns once and passes metrics on to MLflow as before."""
+    study = a_study()
+    trial = study.ask()
+    tracker = RecordingTracker()
+    logger = TrialLogger(tracker, trial, "accuracy", None, "s")  # type: ignore[arg-type]
+    logger.log_metrics({"val_accuracy": 0.6}, 10)
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    logger.log_metrics({"val_accuracy": 0.7}, 20)
+    logger.log_metrics({"val_accuracy": 0.8}, 30)
+    assert logger.reported == [(10, 0.6)] and not logger.is_set()
+    assert [step for _, step in tracker.metrics] == [10, 20, 30]
+
+
+def test_a_watched_job_is_pruned_with_a_reason_that_names_the_step() -> None:
+    from loralab.sweeps.trials import TrialWatch
+
+    study = a_study()
+    ahead = study.ask()
+    for step in (10, 20):
+        ahead.report(0.9, step)
+    study.tell(ahead, 0.9)
+    watch = TrialWatch(study.ask(), "accuracy", "sweep-1")
+    assert watch.reason() is None and not watch.is_set()
+    logger = watch.observe(RecordingTracker())  # type: ignore[arg-type]
+    logger.log_metrics({"val_accuracy": 0.5}, 10)
+    assert watch.is_set()
+    assert watch.reason() is not None and "accuracy 0.5000 at step 10" in (watch.reason() or "")
+    assert study.trials[1].user_attrs["pruned_at"] == 10
