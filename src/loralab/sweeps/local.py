@@ -242,8 +242,8 @@ def _objective(
         trial.set_user_attr("run_id", ran.result.run.run_id)
         trial.set_user_attr("mlflow_run_id", ran.result.tracker_run_id)
         run_id = ran.result.tracker_run_id
-        if ran.pruned:
-            logger.mark(run_id, "PRUNED")
+        if ran.pruned and ran.result.status == "stopped":  # pruned at the last evaluation:
+            logger.mark(run_id, "PRUNED")  # the run had ended anyway, and counts as complete
             raise optuna.TrialPruned(f"pruned at step {logger.reported[-1][0]}")
         if stop.is_set():
             logger.mark(run_id, "INTERRUPTED")
