@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import select
 
 from loralab.errors import Conflict, InvalidInput, LoralabError, NotFound, TooManyRequests
-from loralab.identity import Actor, RequestContext
+from loralab.identity import SYSTEM, Actor, RequestContext
 from loralab.infra.db import User
 from loralab.infra.locks import serialise_name
 from loralab.jobs import states
@@ -48,6 +48,7 @@ from loralab.training.runs import RunNotFound, find_run, read_metrics
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
     from loralab.audit.log import AuditLog
     from loralab.infra.db import Database
@@ -369,13 +370,8 @@ class SweepService:
         if study.user_attrs.get("kind") != KIND_JOBS:
             raise KeyError(sweep_id)
         request = SweepRequest.model_validate(study.user_attrs["request"])
-        drawn = len(study.get_trials(deepcopy=False))
-        study = optuna.load_study(
-            study_name=sweep_id,
-            storage=storage,
-            sampler=request.sampler(drawn),
-            pruner=request.pruner.build(),
-        )
+        study.sampler = request.sampler(len(study.get_trials(deepcopy=False)))
+        study.pruner = request.pruner.build()
         return study, request
 
     def _visible(self, actor: Actor, sweep_id: str) -> optuna.Study:
@@ -405,7 +401,7 @@ class SweepService:
                 return
             request = SweepRequest.model_validate(attrs["request"])
             trials = study.get_trials(deepcopy=False)
-            made = sum(1 for t in trials if not t.user_attrs.get(NOT_QUEUED))
+            made = _queued(trials)
             running = sum(1 for t in trials if t.state == TrialState.RUNNING)
             wanted = min(request.at_once - running, request.trials - made)
             if wanted <= 0:
@@ -454,8 +450,6 @@ class SweepService:
 
     def _job(self, job_id: str | None) -> JobView | None:
         """A trial's job, read as the system (the sweep was checked for its reader)."""
-        from loralab.identity import SYSTEM
-
         if not job_id:
             return None
         try:
@@ -481,8 +475,9 @@ class SweepService:
 
         attrs = study.user_attrs
         request = SweepRequest.model_validate(attrs["request"])
+        told = study.get_trials(deepcopy=False)
         trials = []
-        for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        for trial in sorted(told, key=lambda t: t.number):
             job_id = trial.user_attrs.get("job_id")
             job = self._job(job_id)
             trials.append(
@@ -500,7 +495,7 @@ class SweepService:
         done = [t for t in trials if t.state == TrialState.COMPLETE.name and t.value is not None]
         best = max(done, key=lambda t: (t.value or 0.0, -t.number)) if done else None
         running = any(t.state in {"RUNNING", "WAITING"} for t in trials)
-        made = sum(1 for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(NOT_QUEUED))
+        made = _queued(told)
         if running:
             state = "running"
         elif attrs.get("cancelled"):
@@ -520,6 +515,11 @@ class SweepService:
             best=best,
             note=attrs.get("note"),
         )
+
+
+def _queued(trials: list[FrozenTrial]) -> int:
+    """Trials the budget counts: all but those whose job was refused."""
+    return sum(1 for t in trials if not t.user_attrs.get(NOT_QUEUED))
 
 
 @contextmanager
